@@ -1,0 +1,1 @@
+"""Scrub checks: one module per rule family, each a pure vectorised function of a CheckContext."""

@@ -1,0 +1,1 @@
+"""CMS reference data: parsers for the published layouts, validation, the versioned catalog."""
