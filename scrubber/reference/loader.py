@@ -195,12 +195,43 @@ def _assign_releases(parsed: list[tuple[Member, ParsedTable]], catalog: Catalog)
             pt.warnings.append(f"{m.name}: attached to the loaded release {latest.release}")
 
 
+def _one_pprrvu_per_release(parsed: list[tuple[Member, ParsedTable]],
+                            report: LoadReport) -> list[tuple[Member, ParsedTable]]:
+    """2026+ CMS ships a non-QPP and a QPP PPRRVU per release (same RVUs, two CFs): keep the non-QPP table
+    and record the QPP conversion factor; two files of the same variant for one release is an error."""
+    by_release: dict[str, list[tuple[Member, ParsedTable]]] = defaultdict(list)
+    for m, pt in parsed:
+        if pt.table == "pprrvu":
+            by_release[pt.release or ""].append((m, pt))
+    dropped: set[int] = set()
+    for rel, items in by_release.items():
+        if len(items) < 2:
+            continue
+        variants = [str(pt.meta.get("cf_variant") or "") for _, pt in items]
+        qpp = [(m, pt) for (m, pt), v in zip(items, variants, strict=True) if v.upper() == "QPP"]
+        main = [(m, pt) for (m, pt), v in zip(items, variants, strict=True) if v.upper() != "QPP"]
+        if len(main) != 1 or len(qpp) != 1:
+            names = ", ".join(m.name for m, _ in items)
+            raise InputFileError(names, f"several PPRRVU files for release {rel}; load one (or one non-QPP plus "
+                                        "one QPP file)")
+        main[0][1].meta["qp_conversion_factor"] = str(qpp[0][1].meta.get("conversion_factor"))
+        dropped.add(id(qpp[0][1]))
+        report.warnings.append(f"{qpp[0][0].name}: QPP variant of {rel}; its conversion factor "
+                               f"{qpp[0][1].meta.get('conversion_factor')} is kept for qualifying APM participants")
+    return [(m, pt) for m, pt in parsed if id(pt) not in dropped]
+
+
 def _publishable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in frame.columns if str(c).startswith("_")])
 
 
-def load_paths(store: Store, paths: Iterable[str | Path], *, release: str | None = None) -> LoadReport:
-    """Load CMS reference files into ``store``. ``release`` overrides the detected release id."""
+def load_paths(store: Store, paths: Iterable[str | Path], *, release: str | None = None,
+               partial: bool = False) -> LoadReport:
+    """Load CMS reference files into ``store``. ``release`` overrides the detected release id.
+
+    ``partial=True`` accepts a deliberate subset of a release (the bundled demo sample): every
+    expectation still applies except the row-count bounds of a complete CMS file.
+    """
     report = LoadReport()
     parsers = all_parsers()
     members = expand(paths)
@@ -216,6 +247,7 @@ def load_paths(store: Store, paths: Iterable[str | Path], *, release: str | None
         parsed.append((member, pt))
         report.warnings.extend(pt.warnings)
     _assign_releases(parsed, catalog)
+    parsed = _one_pprrvu_per_release(parsed, report)
 
     # group into releases: {release: {table: [ParsedTable...]}}
     releases: dict[str, dict[str, list[ParsedTable]]] = defaultdict(lambda: defaultdict(list))
@@ -240,7 +272,7 @@ def load_paths(store: Store, paths: Iterable[str | Path], *, release: str | None
         frames: dict[str, pd.DataFrame] = {}
         for table, pts in tables.items():
             for pt in pts:
-                validate_table(table, pt.frame, pt.source)
+                validate_table(table, pt.frame, pt.source, full_release=not partial)
             frame = pd.concat([_publishable(pt.frame) for pt in pts], ignore_index=True) \
                 if len(pts) > 1 else _publishable(pts[0].frame)
             if table == "ptp" and previous is not None and "ptp" in previous.tables and "part" in frame.columns:
