@@ -1,0 +1,320 @@
+"""One scrub run end to end, shared by the command line and the Airflow DAG.
+
+Stages (each idempotent, so a retried task after a crash leaves no partial report and no duplicate
+history; the run id is derived from the run date and the input contents, never from Airflow's
+logical date):
+
+1. ``plan_run``          run id + where the report goes
+2. ``stage_intake``      read and validate claim files; quarantine bad rows; shard lines by patient
+3. ``stage_scrub_shard`` price and check one shard (a patient's lines are always in one shard)
+4. ``stage_publish``     merge shards, write the report (summary.json last), append history
+
+``run_scrub`` runs all stages in one process; with large inputs it still processes shard by shard
+to bound memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scrubber.settings import Settings
+from scrubber.store import LocalStore, Store
+
+WORK_PREFIX = "work"
+#: lines per in-process shard; bounds memory on 10M-line inputs
+SHARD_LINES = 2_000_000
+#: history window read for cross-day checks, in days before the earliest date of service
+HISTORY_LOOKBACK_DAYS = 366 * 11
+
+Source = str | Path | tuple[str, bytes]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class RunSpec:
+    """Identity and destinations of one run."""
+
+    run_id: str
+    run_date: date
+    sources: list[str]
+    report_prefix: str
+
+    def to_json(self) -> dict:
+        return {"run_id": self.run_id, "run_date": self.run_date.isoformat(), "sources": self.sources,
+                "report_prefix": self.report_prefix}
+
+    @classmethod
+    def from_json(cls, d: dict) -> RunSpec:
+        return cls(d["run_id"], date.fromisoformat(d["run_date"]), list(d["sources"]), d["report_prefix"])
+
+
+@dataclass
+class RunResult:
+    """What a run produced, for the command line and tests."""
+
+    spec: RunSpec
+    summary: dict
+    flags: pd.DataFrame
+    lines: pd.DataFrame
+    quarantine: pd.DataFrame
+    report_location: str
+    files: list[str] = field(default_factory=list)
+
+
+# --- identity ---------------------------------------------------------------------------------------
+
+def make_run_id(run_date: date, named_contents: Sequence[tuple[str, bytes]]) -> str:
+    """Deterministic: the same files on the same run date give the same run id (so reruns replace)."""
+    h = hashlib.sha256(run_date.isoformat().encode())
+    for name, digest in sorted((Path(n).name, hashlib.sha256(b).hexdigest()) for n, b in named_contents):
+        h.update(name.encode() + b"\0" + digest.encode())
+    return f"{run_date:%Y%m%d}-{h.hexdigest()[:12]}"
+
+
+def report_prefix_for(run_date: date, run_id: str) -> str:
+    return f"reports/{run_date.isoformat()}/{run_id}/"
+
+
+def _read_sources(store: Store, sources: Sequence[Source]) -> list[tuple[str, bytes]]:
+    out = []
+    for s in sources:
+        if isinstance(s, tuple):
+            out.append(s)
+        elif isinstance(s, Path) or Path(str(s)).exists():
+            out.append((Path(s).name, Path(s).read_bytes()))
+        else:
+            out.append((str(s).rsplit("/", 1)[-1], store.read_bytes(str(s))))
+    return out
+
+
+def plan_run(store: Store, sources: Sequence[Source], run_date: date, run_id: str | None = None) -> RunSpec:
+    named = _read_sources(store, sources)
+    rid = run_id or make_run_id(run_date, named)
+    keys = [s if isinstance(s, str) else (s[0] if isinstance(s, tuple) else str(s)) for s in sources]
+    return RunSpec(run_id=rid, run_date=run_date, sources=keys, report_prefix=report_prefix_for(run_date, rid))
+
+
+# --- the pure core -----------------------------------------------------------------------------------
+
+@dataclass
+class Engine:
+    """Reference data and rules for a run, loaded once."""
+
+    store: Store
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        from scrubber.reference.catalog import ReferenceSet
+        from scrubber.rules import RuleBook
+
+        self.ref = ReferenceSet(self.store)
+        self.rules = RuleBook.load(self.settings.rules_dir)
+
+
+def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
+                timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Price and check canonical lines; returns (priced lines, flags with amount at risk)."""
+    from scrubber.checks.context import CheckContext
+    from scrubber.checks.engine import run_checks
+    from scrubber.history import read_history
+    from scrubber.pricing import amount_at_risk, annotate_and_price
+
+    timings = timings if timings is not None else {}
+    t0 = time.perf_counter()
+    priced = annotate_and_price(lines, engine.ref, engine.rules.pos, engine.settings)
+    priced["ptp_release"] = engine.ref.assign(priced["service_date"], "ptp")
+    priced["mue_release"] = engine.ref.assign(priced["service_date"], "mue")
+    timings["pricing"] = timings.get("pricing", 0.0) + time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if history is None:
+        if len(priced):
+            start = (priced["service_date"].min() - timedelta(days=HISTORY_LOOKBACK_DAYS)).date()
+            end = (priced["service_date"].max() + timedelta(days=1)).date()
+            history = read_history(engine.store, patient_ids=priced["patient_id"].unique(), start=start, end=end,
+                                   exclude_run_id=run_id)
+        else:
+            history = pd.DataFrame()
+    codes = set(priced["hcpcs"].unique())
+    if len(history):
+        codes |= set(history["hcpcs"].unique())
+    ptp = engine.ref.tables("ptp", priced["ptp_release"].unique())
+    if len(ptp):
+        ptp = ptp[ptp["column_1"].isin(codes) & ptp["column_2"].isin(codes)]
+    mue = engine.ref.tables("mue", priced["mue_release"].unique())
+    pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())
+    timings["reference_and_history"] = timings.get("reference_and_history", 0.0) + time.perf_counter() - t0
+
+    ctx = CheckContext(lines=priced, history=history, pprrvu=pprrvu, ptp=ptp, mue=mue, rules=engine.rules,
+                       settings=engine.settings)
+    check_timings: dict = {}
+    flags = run_checks(ctx, run_id=run_id, timings=check_timings)
+    for k, v in check_timings.items():
+        timings[f"check.{k}"] = timings.get(f"check.{k}", 0.0) + v
+    t0 = time.perf_counter()
+    flags["amount_at_risk"] = amount_at_risk(flags, priced).to_numpy() if len(flags) else []
+    timings["amount_at_risk"] = timings.get("amount_at_risk", 0.0) + time.perf_counter() - t0
+    return priced, flags
+
+
+def shard_of(patient_ids: pd.Series, shards: int) -> np.ndarray:
+    """Stable shard number per patient (same patient -> same shard across runs)."""
+    if shards <= 1:
+        return np.zeros(len(patient_ids), dtype=np.int64)
+    hashed = pd.util.hash_pandas_object(patient_ids.astype(str), index=False).to_numpy()
+    return (hashed % np.uint64(shards)).astype(np.int64)
+
+
+# --- stages (used by the DAG; run_scrub chains them in-process) ---------------------------------------
+
+def _work(spec: RunSpec, name: str) -> str:
+    return f"{WORK_PREFIX}/{spec.run_id}/{name}"
+
+
+def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1) -> list[str]:
+    """Read, validate and shard the run's inputs. Rewrites the same keys on retry."""
+    from scrubber.claims.intake import intake
+
+    t0 = time.perf_counter()
+    named = _read_sources(store, spec.sources)
+    result = intake(named)
+    store.write_parquet(_work(spec, "quarantine.parquet"), _stringify(result.quarantine))
+    shard_no = shard_of(result.lines["patient_id"], shards)
+    keys = []
+    for k in range(max(shards, 1)):
+        key = _work(spec, f"lines/shard-{k:04d}.parquet")
+        store.write_parquet(key, result.lines[shard_no == k])
+        keys.append(key)
+    store.write_text(_work(spec, "intake.json"), json.dumps({
+        "spec": spec.to_json(), "input_rows": result.input_rows, "files": result.files, "shards": keys,
+        "seconds": time.perf_counter() - t0}, default=str))
+    return keys
+
+
+def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: Settings | None = None) -> str:
+    """Price and check one shard; results under work/<run_id>/results/. Idempotent."""
+    engine = Engine(store, settings or Settings.from_env())
+    lines = store.read_parquet(shard_key)
+    timings: dict = {}
+    priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
+    name = shard_key.rsplit("/", 1)[-1].removesuffix(".parquet")
+    prefix = _work(spec, f"results/{name}")
+    store.write_parquet(f"{prefix}.lines.parquet", _stringify(priced))
+    store.write_parquet(f"{prefix}.flags.parquet", _stringify(flags))
+    store.write_text(f"{prefix}.timings.json", json.dumps(timings))
+    return prefix
+
+
+def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, out_store: Store | None = None,
+                  out_prefix: str | None = None, settings: Settings | None = None,
+                  timings: dict | None = None) -> dict:
+    """Merge shard results, write the report (summary.json last) and append history (replace by run id)."""
+    intake_doc = json.loads(store.read_text(_work(spec, "intake.json")))
+    quarantine = store.read_parquet(_work(spec, "quarantine.parquet"))
+    lines = pd.concat([store.read_parquet(f"{p}.lines.parquet") for p in shard_results], ignore_index=True)
+    flags = pd.concat([store.read_parquet(f"{p}.flags.parquet") for p in shard_results], ignore_index=True)
+    merged_timings: dict = dict(timings or {})
+    merged_timings.setdefault("intake", intake_doc.get("seconds", 0.0))
+    for p in shard_results:
+        for k, v in json.loads(store.read_text(f"{p}.timings.json")).items():
+            merged_timings[k] = merged_timings.get(k, 0.0) + v
+    return _publish(store, spec, lines=lines, flags=flags, quarantine=quarantine, input_rows=intake_doc["input_rows"],
+                    files=intake_doc["files"], timings=merged_timings, out_store=out_store, out_prefix=out_prefix,
+                    settings=settings)
+
+
+def _publish(store: Store, spec: RunSpec, *, lines: pd.DataFrame, flags: pd.DataFrame, quarantine: pd.DataFrame,
+             input_rows: int, files: list, timings: dict, out_store: Store | None, out_prefix: str | None,
+             settings: Settings | None) -> dict:
+    from scrubber.history import append_history
+    from scrubber.report.summary import build_summary
+    from scrubber.report.writers import write_report
+
+    t0 = time.perf_counter()
+    if len(flags):
+        flags = flags.sort_values(["amount_at_risk", "claim_id", "line_number", "rule_id"],
+                                  ascending=[False, True, True, True], na_position="last", kind="stable")
+        flags = flags.reset_index(drop=True)
+    target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
+    summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=lines, flags=flags,
+                            quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
+    summary["report_location"] = _location(target, prefix)
+    written = write_report(target, prefix, flags=flags, lines=lines, quarantine=quarantine, summary=summary)
+    if len(quarantine):
+        qbuf = io.StringIO()
+        quarantine.to_csv(qbuf, index=False)
+        store.write_text(f"quarantine/{spec.run_date.isoformat()}/{spec.run_id}/quarantine.csv", qbuf.getvalue())
+    append_history(store, lines, run_id=spec.run_id)
+    timings["publish"] = time.perf_counter() - t0
+    summary["files_written"] = written
+    return summary
+
+
+def _location(store: Store, prefix: str) -> str:
+    base = store.url.rstrip("/")
+    return f"{base}/{prefix}".rstrip("/")
+
+
+def _stringify(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: make mixed object columns strings (None stays None)."""
+    out = frame
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object:
+            non_null = s.dropna()
+            if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:1000]):
+                if out is frame:
+                    out = frame.copy()
+                out[col] = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    return out
+
+
+def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id: str | None = None,
+              out_dir: str | Path | None = None, settings: Settings | None = None,
+              progress: Progress | None = None) -> RunResult:
+    """The whole run in one process (command line, demo, tests)."""
+    from scrubber.claims.intake import intake
+
+    settings = settings or Settings.from_env()
+    say = progress or (lambda _msg: None)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    say("reading claim files")
+    named = _read_sources(store, sources)
+    spec = plan_run(store, named, run_date, run_id)
+    spec.sources = [str(s) if not isinstance(s, tuple) else s[0] for s in sources]
+    result = intake(named)
+    timings["intake"] = time.perf_counter() - t0
+
+    say(f"loading reference data and rules ({len(result.lines):,} lines)")
+    engine = Engine(store, settings)
+    n_shards = max(1, -(-len(result.lines) // SHARD_LINES))
+    shard_no = shard_of(result.lines["patient_id"], n_shards)
+    priced_parts, flag_parts = [], []
+    for k in range(n_shards):
+        say(f"scrubbing shard {k + 1}/{n_shards}")
+        part = result.lines[shard_no == k] if n_shards > 1 else result.lines
+        priced, flags = scrub_frame(engine, part, run_id=spec.run_id, timings=timings)
+        priced_parts.append(priced)
+        flag_parts.append(flags)
+    lines = pd.concat(priced_parts, ignore_index=True) if n_shards > 1 else priced_parts[0]
+    flags = pd.concat(flag_parts, ignore_index=True) if n_shards > 1 else flag_parts[0]
+    say("writing the report")
+    out_store = LocalStore(out_dir) if out_dir is not None else None
+    summary = _publish(store, spec, lines=_stringify(lines), flags=_stringify(flags), quarantine=result.quarantine,
+                       input_rows=result.input_rows, files=result.files, timings=timings, out_store=out_store,
+                       out_prefix="", settings=settings)
+    timings["total"] = time.perf_counter() - t0
+    location = summary["report_location"]
+    return RunResult(spec=spec, summary=summary, flags=flags, lines=lines, quarantine=result.quarantine,
+                     report_location=location, files=summary.get("files_written", []))
