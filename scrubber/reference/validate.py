@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
@@ -69,7 +70,7 @@ def validate_table(table: str, frame: pd.DataFrame, source: str, *, full_release
     import great_expectations as gx
 
     context = _gx_context()
-    name = f"{table}_{id(frame)}"
+    name = f"{table}_{uuid.uuid4().hex}"   # not id(frame): ids are reused once a frame is freed
     data = _validation_copy(frame)
     ds = context.data_sources.add_or_update_pandas(f"ds_{name}")
     asset = ds.add_dataframe_asset(f"asset_{name}")

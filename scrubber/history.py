@@ -1,0 +1,219 @@
+"""Claim history in the store: the lines of earlier runs, for cross-day checks (frequency, global periods,
+duplicates and NCCI edits across batches).
+
+Layout (architecture 3.4)::
+
+    history/service_month=YYYY-MM/run_id=<run_id>.parquet
+
+one file per run per month of service. Partitioning by *service* month (not run date) lets a check that
+looks back 90 days read four months of files instead of every run ever made. One file per run makes a
+re-run idempotent: :func:`append_history` replaces that run's files (each write atomic) and removes the
+run's files for months it no longer has, so history never holds a line twice.
+
+Only the columns the checks need are stored (:data:`HISTORY_COLUMNS`): no raw file names, charges,
+diagnoses or locality, plus the reference annotations that let an old line be judged without reloading
+its RVU release (global days, status).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from scrubber.store import Store
+
+HISTORY_PREFIX = "history/"
+
+#: stored columns and their Arrow types (fixed, so files of different runs always concatenate)
+HISTORY_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("line_uid", pa.int64()),
+    ("claim_id", pa.string()),
+    ("line_number", pa.int64()),
+    ("patient_id", pa.string()),
+    ("rendering_npi", pa.string()),
+    ("billing_npi", pa.string()),
+    ("payer", pa.string()),
+    ("service_date", pa.date32()),
+    ("hcpcs", pa.string()),
+    ("modifiers", pa.string()),
+    ("units", pa.float64()),
+    ("place_of_service", pa.string()),
+    ("rvu_release", pa.string()),
+    ("status_code", pa.string()),
+    ("global_days", pa.string()),
+])
+HISTORY_COLUMNS: list[str] = HISTORY_SCHEMA.names
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_KEY_RE = re.compile(r"^history/service_month=(\d{4})-(\d{2})/run_id=(.+)\.parquet$")
+
+
+def history_key(month: str, run_id: str) -> str:
+    """Store key of one run's lines for one service month ("2025-03")."""
+    return f"{HISTORY_PREFIX}service_month={month}/run_id={run_id}.parquet"
+
+
+def _check_run_id(run_id: str) -> None:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"run id {run_id!r} cannot name a history file (letters, digits, '.', '_', '-')")
+
+
+def _string_array(values: pd.Series | None, n: int) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, pa.string())
+    if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        values = values.astype("string")
+    try:
+        return pa.array(values, type=pa.string(), from_pandas=True)  # zero-copy for Arrow-backed strings
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects (numbers in an NPI column): text them
+        return pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
+
+
+def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
+    """The history columns of ``lines`` with the fixed schema; absent optional columns become nulls."""
+    n = len(lines)
+    get = lines.get
+    dates = pd.to_datetime(lines["service_date"])
+    if dates.isna().any():
+        first = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise ValueError(f"history: line {first} has no service_date; canonical lines always carry one")
+    uid = get("line_uid")
+    line_number = get("line_number")
+    arrays = {
+        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        "line_uid": pa.array(pd.to_numeric(uid).to_numpy(dtype="int64") if uid is not None
+                             else np.arange(n, dtype="int64"), type=pa.int64()),
+        "line_number": (pa.array(pd.to_numeric(line_number, errors="coerce").astype("Int64")
+                                 .to_numpy(dtype=object, na_value=None), type=pa.int64())
+                        if line_number is not None else pa.nulls(n, pa.int64())),
+        "service_date": pa.array(dates.to_numpy(dtype="datetime64[D]"), type=pa.date32()),
+        "units": pa.array(pd.to_numeric(get("units", pd.Series(np.nan, index=lines.index)), errors="coerce")
+                          .to_numpy(dtype="float64"), type=pa.float64()),
+    }
+    for name in HISTORY_COLUMNS:
+        if name not in arrays:
+            arrays[name] = _string_array(get(name), n)
+    return pa.Table.from_arrays([arrays[c] for c in HISTORY_COLUMNS], schema=HISTORY_SCHEMA)
+
+
+def _run_keys(store: Store, run_id: str) -> list[str]:
+    suffix = f"/run_id={run_id}.parquet"
+    return [k for k in store.list(HISTORY_PREFIX) if k.endswith(suffix) and _KEY_RE.match(k)]
+
+
+def append_history(store: Store, lines: pd.DataFrame, *, run_id: str) -> int:
+    """Record a run's scrubbed lines; re-running the same ``run_id`` replaces its files. Returns rows written.
+
+    One Parquet write per service month (atomic per file); files of this run for months it no longer has
+    are deleted afterwards, so a reader sees either the old or the new version of each month.
+    """
+    _check_run_id(run_id)
+    old = set(_run_keys(store, run_id))
+    written: set[str] = set()
+    if len(lines):
+        table = _to_arrow(lines, run_id)
+        # month index since 1970 fits int16 until year 4700: a radix sort, one take, contiguous slices
+        months = pd.to_datetime(lines["service_date"]).to_numpy(dtype="datetime64[M]").astype("int64")
+        months = months.astype("int16")
+        order = np.argsort(months, kind="stable")
+        months = months[order]
+        if not (order[1:] > order[:-1]).all():
+            idx = pa.array(order)  # column by column: measured ~3x faster than Table.take on 1M lines
+            table = pa.Table.from_arrays([col.take(idx) for col in table.columns], schema=HISTORY_SCHEMA)
+        uniq, starts = np.unique(months, return_index=True)
+        bounds = [*starts.tolist(), len(months)]
+        jobs = {}
+        for i, month in enumerate(uniq):
+            m = int(month)
+            key = history_key(f"{1970 + m // 12:04d}-{m % 12 + 1:02d}", run_id)
+            jobs[key] = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        # Parquet encoding releases the GIL: months of a batch are written side by side
+        with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
+            list(pool.map(lambda item: store.write_parquet(*item), jobs.items()))
+        written.update(jobs)
+    for key in sorted(old - written):
+        store.delete(key)
+    return len(lines)
+
+
+def _month_index(year: int, month: int) -> int:
+    return year * 12 + month - 1
+
+
+def history_files(store: Store, start: dt.date, end: dt.date, exclude_run_id: str | None = None) -> list[str]:
+    """History files whose service month overlaps [start, end], oldest month first."""
+    lo, hi = _month_index(start.year, start.month), _month_index(end.year, end.month)
+    keys = []
+    for key in store.list(HISTORY_PREFIX):
+        m = _KEY_RE.match(key)
+        if not m:
+            continue
+        if exclude_run_id is not None and m.group(3) == exclude_run_id:
+            continue
+        if lo <= _month_index(int(m.group(1)), int(m.group(2))) <= hi:
+            keys.append(key)
+    return keys
+
+
+def _as_date(value: dt.date | dt.datetime | pd.Timestamp | str) -> dt.date:
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return value.date()
+    return value
+
+
+def read_history(store: Store, *, patient_ids: Iterable[str] | None, start: dt.date, end: dt.date,
+                 exclude_run_id: str | None = None, hcpcs: Iterable[str] | None = None) -> pd.DataFrame:
+    """Lines of earlier runs with service_date in [start, end] (inclusive) for ``patient_ids`` (None = all).
+
+    Reads only the month partitions overlapping the window; patient, date (and optional code) filters are
+    pushed into the Parquet reader. ``exclude_run_id`` skips a run's own files (a re-run must not see
+    itself as history). Columns: :data:`HISTORY_COLUMNS` (service_date as datetime64[ns]).
+    """
+    start, end = _as_date(start), _as_date(end)
+    if end < start:
+        return empty_history()
+    expr = ((pc.field("service_date") >= pa.scalar(start, pa.date32()))
+            & (pc.field("service_date") <= pa.scalar(end, pa.date32())))
+    if patient_ids is not None:
+        ids = pd.unique(pd.Series(list(patient_ids), dtype=object).dropna().astype(str))
+        if len(ids) == 0:
+            return empty_history()
+        expr &= pc.field("patient_id").isin(pa.array(ids, type=pa.string()))
+    if hcpcs is not None:
+        codes = sorted({str(c) for c in hcpcs})
+        if not codes:
+            return empty_history()
+        expr &= pc.field("hcpcs").isin(pa.array(codes, type=pa.string()))
+    tables = []
+    for key in history_files(store, start, end, exclude_run_id):
+        local = store.local_path(key)
+        source = str(local) if local is not None else pa.BufferReader(store.read_bytes(key))
+        table = pq.read_table(source, filters=expr, schema=HISTORY_SCHEMA)
+        if table.num_rows:
+            tables.append(table)
+    if not tables:
+        return empty_history()
+    return _to_pandas(pa.concat_tables(tables))
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    df = table.to_pandas(date_as_object=False)
+    df["service_date"] = df["service_date"].astype("datetime64[ns]")
+    df["line_number"] = df["line_number"].astype("Int64")
+    return df
+
+
+def empty_history() -> pd.DataFrame:
+    """A zero-row history frame with the stored columns and types."""
+    return _to_pandas(HISTORY_SCHEMA.empty_table())
