@@ -168,16 +168,20 @@ def scrub(files: Annotated[list[Path] | None, typer.Argument(help="Claim files (
 
 
 def _scrub(files: list[Path], out: Path | None, run_date: date) -> dict:
+    import os
+    import time
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from scrubber.intake_queue import archive_claimed, claim_incoming
+    from scrubber.intake_queue import claim_incoming, finish_claimed
+    from scrubber.orchestration import quarantined_files
     from scrubber.pipeline import run_scrub
 
     store = state.store
     claimed: list[str] = []
-    sources: list = [f for f in files]
+    sources: list = list(files)
     if not files:
-        claimed = claim_incoming(store, run_date)
+        claimed = claim_incoming(store, run_date, claimer=f"cli-{os.getpid()}-{int(time.time())}")
         if not claimed:
             raise ScrubberError(f"no claim files given and nothing in {store.url}/incoming/")
         sources = claimed
@@ -186,8 +190,9 @@ def _scrub(files: list[Path], out: Path | None, run_date: date) -> dict:
         task = progress.add_task("starting", total=None)
         result = run_scrub(store, sources, run_date=run_date, out_dir=out, settings=state.settings,
                            progress=lambda msg: progress.update(task, description=msg))
-    if claimed:
-        archive_claimed(store, claimed, run_date)
+    if claimed:  # inputs from incoming/: archive them, or quarantine files rejected whole
+        rejected = quarantined_files(result.summary.get("files") or [], claimed)
+        finish_claimed(store, claimed, run_date=run_date.isoformat(), run_id=result.spec.run_id, quarantined=rejected)
     return result.summary
 
 

@@ -33,8 +33,8 @@ from scrubber.store import LocalStore, Store
 WORK_PREFIX = "work"
 #: lines per in-process shard; bounds memory on 10M-line inputs
 SHARD_LINES = 2_000_000
-#: history window read for cross-day checks, in days before the earliest date of service
-HISTORY_LOOKBACK_DAYS = 366 * 11
+#: every code's history is read this far back (global periods reach 90 days; same-day edits need the day)
+HISTORY_ALL_CODES_DAYS = 120
 
 Source = str | Path | tuple[str, bytes]
 Progress = Callable[[str], None]
@@ -126,7 +126,6 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
     """Price and check canonical lines; returns (priced lines, flags with amount at risk)."""
     from scrubber.checks.context import CheckContext
     from scrubber.checks.engine import run_checks
-    from scrubber.history import read_history
     from scrubber.pricing import amount_at_risk, annotate_and_price
 
     timings = timings if timings is not None else {}
@@ -138,13 +137,7 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
 
     t0 = time.perf_counter()
     if history is None:
-        if len(priced):
-            start = (priced["service_date"].min() - timedelta(days=HISTORY_LOOKBACK_DAYS)).date()
-            end = (priced["service_date"].max() + timedelta(days=1)).date()
-            history = read_history(engine.store, patient_ids=priced["patient_id"].unique(), start=start, end=end,
-                                   exclude_run_id=run_id)
-        else:
-            history = pd.DataFrame()
+        history = _read_history_for(engine, priced, run_id) if len(priced) else pd.DataFrame()
     codes = set(priced["hcpcs"].unique())
     if len(history):
         codes |= set(history["hcpcs"].unique())
@@ -165,6 +158,28 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
     flags["amount_at_risk"] = amount_at_risk(flags, priced).to_numpy() if len(flags) else []
     timings["amount_at_risk"] = timings.get("amount_at_risk", 0.0) + time.perf_counter() - t0
     return priced, flags
+
+
+def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """History the checks can use: all codes over the recent window, and further back (up to a lifetime)
+    only the codes a frequency rule counts, so long windows stay cheap."""
+    from scrubber.checks.frequency import frequency_codes, lookback_start
+    from scrubber.history import read_history
+
+    patients = lines["patient_id"].unique()
+    first = lines["service_date"].min().date()
+    last = lines["service_date"].max().date()
+    recent_start = first - timedelta(days=HISTORY_ALL_CODES_DAYS)
+    recent = read_history(engine.store, patient_ids=patients, start=recent_start, end=last, exclude_run_id=run_id)
+    rules = engine.rules.frequency
+    older_start = lookback_start(rules, first)
+    if older_start >= recent_start:
+        return recent
+    older = read_history(engine.store, patient_ids=patients, start=older_start,
+                         end=recent_start - timedelta(days=1), exclude_run_id=run_id, hcpcs=frequency_codes(rules))
+    if not len(older):
+        return recent
+    return pd.concat([older, recent], ignore_index=True) if len(recent) else older
 
 
 def shard_of(patient_ids: pd.Series, shards: int) -> np.ndarray:

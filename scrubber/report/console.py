@@ -75,15 +75,17 @@ def render_summary(console: Console, s: dict) -> None:
     t.add_row("Expected allowed", _money(dollars.get("expected_allowed_total")))
     t.add_row("Dollars at risk", _money(dollars.get("amount_at_risk_total")))
     console.print(t)
-    by = counts.get("flags_by_family_severity") or {}
-    if by:
+    by_family = counts.get("flags_by_family") or {}
+    if by_family:
         ft = Table(title="Flags by rule family", title_justify="left")
         ft.add_column("family")
-        for sev in ("deny", "review", "info"):
-            ft.add_column(sev, justify="right")
+        ft.add_column("flags", justify="right")
         ft.add_column("$ at risk", justify="right")
-        at_risk = dollars.get("amount_at_risk_by_family") or {}
-        for fam, sevs in sorted(by.items()):
-            ft.add_row(fam, *(f"{sevs.get(sev, 0):,}" for sev in ("deny", "review", "info")), _money(at_risk.get(fam)))
+        at_risk = dollars.get("at_risk_by_family") or {}
+        present = {fam: n for fam, n in by_family.items() if n}
+        for fam, n in sorted(present.items(), key=lambda kv: -float(at_risk.get(kv[0]) or 0)):
+            ft.add_row(fam, f"{n:,}", _money(at_risk.get(fam)))
         console.print(ft)
+        sev = counts.get("flags_by_severity") or {}
+        console.print("By severity: " + ", ".join(f"{k} {sev.get(k, 0):,}" for k in ("deny", "review", "info")))
     console.print(f"Report: [bold]{s.get('report_location')}[/]")
