@@ -1,0 +1,148 @@
+"""summary.json: the machine-readable account of one scrub run (architecture 3.3).
+
+Counts reconcile (every input row is a scrubbed line or a quarantined row), and dollar figures are
+summed in exact cents before being turned into dollars.
+
+Dollars at risk are deduplicated per line: a line with three flags is not three times at risk. The
+run total counts each line once, at the largest amount at risk among its flags; the per-family,
+per-severity and per-payer figures count each line once *within* that group (largest risk of the
+line's flags in the group). A line flagged in two families therefore appears in both family figures,
+so the family figures can add up to more than the total; the total is the one to quote.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scrubber.schemas import RULE_FAMILIES, SEVERITIES
+
+#: reference release columns the pipeline adds to lines, by release kind
+RELEASE_COLUMNS = {"rvu": "rvu_release", "ptp": "ptp_release", "mue": "mue_release"}
+
+
+def _cents(values: pd.Series) -> np.ndarray:
+    """Dollar floats (2-decimal amounts) to exact int64 cents; NaN -> 0."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.rint(np.nan_to_num(v, nan=0.0) * 100).astype(np.int64)
+
+
+def _dollars(cents: int | np.integer) -> float:
+    return round(int(cents) / 100, 2)
+
+
+def line_risk_cents(flags: pd.DataFrame, by: str | None = None) -> pd.Series:
+    """Cents at risk per line (or per (group, line)): the largest amount_at_risk among the flags."""
+    if len(flags) == 0 or "amount_at_risk" not in flags.columns:
+        return pd.Series(dtype=np.int64)
+    keys = ["line_uid"] if "line_uid" in flags.columns else ["claim_id", "line_number"]
+    frame = flags[keys + ([by] if by else [])].copy()
+    if by:
+        frame[by] = frame[by].astype(object).where(frame[by].notna(), "(none)")
+    frame["_cents"] = _cents(flags["amount_at_risk"])
+    return frame.groupby(keys + ([by] if by else []), sort=False, observed=True)["_cents"].max()
+
+
+def _risk_by(flags: pd.DataFrame, column: str) -> dict[str, float]:
+    if len(flags) == 0 or column not in flags.columns:
+        return {}
+    per = line_risk_cents(flags, by=column)
+    totals = per.groupby(level=column, observed=True).sum()
+    return {str(k): _dollars(v) for k, v in totals.sort_values(ascending=False).items()}
+
+
+def _count_by(flags: pd.DataFrame, column: str, order: tuple[str, ...] = ()) -> dict[str, int]:
+    if len(flags) == 0 or column not in flags.columns:
+        return {k: 0 for k in order}
+    counts = flags[column].astype(object).where(flags[column].notna(), "(none)").value_counts()
+    out = {k: int(counts.get(k, 0)) for k in order}
+    out.update({str(k): int(v) for k, v in counts.items() if k not in out})
+    return out
+
+
+def releases_used(lines: pd.DataFrame, extra: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """Reference releases that priced / checked the lines, by kind (plus whatever the caller adds)."""
+    out: dict[str, list[str]] = {}
+    for kind, column in RELEASE_COLUMNS.items():
+        if column in lines.columns:
+            values = pd.Series(lines[column].astype(object)).dropna().unique()
+            out[kind] = sorted(str(v) for v in values)
+    for kind, value in (extra or {}).items():
+        values = value if isinstance(value, list | tuple | set) else [value]
+        merged = set(out.get(kind, [])) | {str(v) for v in values if v}
+        out[kind] = sorted(merged)
+    return out
+
+
+def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: pd.DataFrame,
+                  flags: pd.DataFrame, quarantine: pd.DataFrame,
+                  releases: dict[str, Any] | None = None, timings: dict[str, float] | None = None,
+                  files: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict:
+    """The summary.json document (architecture 3.3 contract fields, plus breakdowns for the report).
+
+    ``input_rows`` is what intake read; it must equal scrubbed lines + quarantined rows, which
+    ``reconciliation.balanced`` states (a run that loses rows says so instead of hiding it).
+    """
+    scrubbed = len(lines)
+    quarantined = len(quarantine)
+    flagged_keys = ["line_uid"] if "line_uid" in flags.columns else ["claim_id", "line_number"]
+    flagged_lines = int(flags[flagged_keys].drop_duplicates().shape[0]) if len(flags) else 0
+    expected_cents = 0
+    unknown_lines = 0
+    if "expected_allowed_cents" in lines.columns:
+        col = pd.array(lines["expected_allowed_cents"], dtype="Int64")
+        expected_cents = int(col.sum(skipna=True)) if len(col) else 0
+        unknown_lines = int(col.isna().sum())
+    elif "expected_allowed" in lines.columns:
+        expected_cents = int(_cents(lines["expected_allowed"]).sum())
+        unknown_lines = int(lines["expected_allowed"].isna().sum())
+    at_risk_cents = int(line_risk_cents(flags).sum()) if len(flags) else 0
+    quarantine_reasons: dict[str, int] = {}
+    if quarantined and "reason" in quarantine.columns:
+        quarantine_reasons = {str(k): int(v) for k, v in quarantine["reason"].astype(str).value_counts()
+                              .head(50).items()}
+    run_date_s = run_date.isoformat() if isinstance(run_date, date | datetime) else str(run_date)
+    doc = {
+        "run_id": run_id,
+        "run_date": run_date_s,
+        "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "counts": {
+            "input_rows": int(input_rows),
+            "scrubbed_lines": scrubbed,
+            "quarantined_rows": quarantined,
+            "flagged_lines": flagged_lines,
+            "clean_lines": scrubbed - flagged_lines,
+            "flags": len(flags),
+            "flags_by_family": _count_by(flags, "rule_family", RULE_FAMILIES),
+            "flags_by_severity": _count_by(flags, "severity", SEVERITIES),
+            "flags_by_rule": _count_by(flags, "rule_id"),
+            "flags_by_payer": _count_by(flags, "payer"),
+            "lines_without_amount": unknown_lines,
+            "quarantine_reasons": quarantine_reasons,
+        },
+        "reconciliation": {
+            "balanced": int(input_rows) == scrubbed + quarantined,
+            "input_rows": int(input_rows),
+            "scrubbed_lines": scrubbed,
+            "quarantined_rows": quarantined,
+            "difference": int(input_rows) - scrubbed - quarantined,
+        },
+        "dollars": {
+            "expected_allowed_total": _dollars(expected_cents),
+            "amount_at_risk_total": _dollars(at_risk_cents),
+            "at_risk_by_family": _risk_by(flags, "rule_family"),
+            "at_risk_by_severity": _risk_by(flags, "severity"),
+            "at_risk_by_payer": _risk_by(flags, "payer"),
+            "at_risk_basis": "each line counted once, at the largest amount at risk among its flags; "
+                             "per-group figures count a line once within the group",
+        },
+        "reference_releases": releases_used(lines, releases),
+        "timings": {k: round(float(v), 3) for k, v in (timings or {}).items()},
+        "files": list(files or []),
+    }
+    if extra:
+        doc.update(extra)
+    return doc
