@@ -281,10 +281,16 @@ def _location(store: Store, prefix: str) -> str:
 
 
 def _stringify(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet needs one type per column: make mixed object columns strings (None stays None)."""
+    """Parquet needs one stable type per column: categoricals become plain values and mixed object
+    columns strings (None stays None), so merged shards and single runs write the same schema."""
     out = frame
     for col in frame.columns:
         s = frame[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):  # one Parquet type whatever the shard count
+            if out is frame:
+                out = frame.copy()
+            out[col] = s.astype(object).where(s.notna(), None)
+            s = out[col]
         if s.dtype == object:
             non_null = s.dropna()
             if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:1000]):

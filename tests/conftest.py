@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,21 @@ SHARED_REF = REPO.parent / "shared" / "reference-data"
 DATA = REPO / "data"
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# Airflow reads its configuration when first imported, by whichever test module comes first: give the
+# whole session one throwaway AIRFLOW_HOME on SQLite (tests/dags/conftest.py uses the same one).
+if not os.environ.get("SCRUBBER_TEST_AIRFLOW_HOME"):
+    _airflow_home = tempfile.mkdtemp(prefix="scrubber-airflow-")
+    atexit.register(shutil.rmtree, _airflow_home, True)
+    os.environ["SCRUBBER_TEST_AIRFLOW_HOME"] = _airflow_home
+    os.environ.update({
+        "AIRFLOW_HOME": _airflow_home,
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_airflow_home}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    })
 
 
 @pytest.fixture(scope="session")

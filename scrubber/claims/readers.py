@@ -1,0 +1,294 @@
+"""Read claim files (CSV and Parquet; X12 lives in x12.py) into raw string tables.
+
+Readers do not judge values: every column comes back as text exactly as found, with a
+``source_row`` that points a person at the row in the original file. Validation and
+normalisation happen once, for every format, in validate.py.
+
+Decisions worth knowing:
+- Format is detected from content, never from the file name: Parquet starts with ``PAR1``,
+  X12 with ``ISA`` (or a bare ``GS*``/``ST*`` envelope, which is then rejected with a reason),
+  anything else is delimited text.
+- Text is UTF-8 (a BOM is fine). A billing export in Windows-1252 (a stray accented name) is
+  decoded as such and the file carries a warning, instead of losing the whole batch. UTF-16
+  with a BOM is decoded too. NUL bytes or many control characters mean binary: the file is
+  rejected whole.
+- CSV source_row is the physical line (header = 1), also when blank lines or quoted newlines
+  are present.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from scrubber.errors import InputFileError
+
+PARQUET_MAGIC = b"PAR1"
+_X12_BARE_ENVELOPE = re.compile(rb"^\s*(GS|ST)\*")
+_DELIMITERS = (",", "\t", "|", ";")
+
+
+@dataclass
+class RawTable:
+    """One input file as text columns, before validation.
+
+    frame: one row per input row; columns are the normalised header names (lower-case, trimmed)
+        holding the text as found, plus ``source_row`` (int64, strictly increasing).
+    columns: normalised name -> header as written in the file (for the quarantine ``raw`` JSON).
+    rejected: rows that could not even be split into columns (wrong field count), already in
+        quarantine shape except source_file.
+    row_errors: failures found while reading rows that are in ``frame`` (X12 structure errors),
+        as validate.ERROR_COLUMNS records.
+    raw_column: a frame column that already holds each row's original text (X12 segments).
+    """
+
+    name: str
+    format: str
+    frame: pd.DataFrame
+    columns: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    encoding: str | None = None
+    rejected: pd.DataFrame | None = None
+    row_errors: pd.DataFrame | None = None
+    raw_column: str | None = None
+
+
+def sniff_format(data: bytes) -> str:
+    """'parquet', 'x12' or 'csv' from the first bytes."""
+    if data[:4] == PARQUET_MAGIC:
+        return "parquet"
+    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:3] == b"ISA" or _X12_BARE_ENVELOPE.match(head):
+        return "x12"
+    return "csv"
+
+
+def _binary_reason(data: bytes) -> str | None:
+    """Why these bytes are not a text file, or None when they look like text."""
+    sample = data[:65536]
+    if sample[:4] == b"PK\x03\x04":
+        return "binary file (a ZIP archive or Excel workbook); export the claims as CSV, Parquet or X12"
+    if sample[:2] == b"\x1f\x8b":
+        return "binary file (gzip-compressed); decompress it first"
+    if b"\x00" in data:
+        return "binary content (NUL bytes); not a CSV, Parquet or X12 file"
+    control = sum(sample.count(bytes([c])) for c in (*range(1, 9), 11, *range(14, 27), *range(28, 32)))
+    if sample and control / len(sample) > 0.01:
+        return "binary content (control characters); not a CSV, Parquet or X12 file"
+    return None
+
+
+def decode_text(name: str, data: bytes) -> tuple[str, str, list[str]]:
+    """(text, encoding, warnings). UTF-8 first; Windows-1252 with a warning; binary is rejected."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16"), "utf-16", [f"{name}: decoded as UTF-16 (byte-order mark found)"]
+        except UnicodeDecodeError as exc:
+            raise InputFileError(name, f"UTF-16 byte-order mark but undecodable content: {exc.reason}") from None
+    reason = _binary_reason(data)
+    if reason:
+        raise InputFileError(name, reason)
+    try:
+        return data.decode("utf-8-sig"), "utf-8", []
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(name, f"not UTF-8 (byte 0x{data[first_bad]:02x} at offset {first_bad}) and not "
+                                   f"Windows-1252 either (byte 0x{data[exc.start]:02x}); re-export as UTF-8") from None
+    line = data.count(b"\n", 0, first_bad) + 1
+    return text, "cp1252", [f"{name}: not valid UTF-8 (first bad byte 0x{data[first_bad]:02x} on line {line}); "
+                            "decoded as Windows-1252 — check accented names"]
+
+
+def normalise_header(names: list[str]) -> list[str]:
+    """Header names are case-insensitive and trimmed ('  Claim_ID ' -> 'claim_id')."""
+    return [str(n).strip().strip("\ufeff").strip().lower() for n in names]
+
+
+def _dedupe_names(name: str, header: list[str], known: set[str]) -> list[str]:
+    """Reject a duplicated known column (which one would win?); suffix unknown duplicates."""
+    seen: dict[str, int] = {}
+    out = []
+    for col in header:
+        if col in seen:
+            if col in known:
+                raise InputFileError(name, f"column {col!r} appears more than once in the header", field=col)
+            seen[col] += 1
+            col = f"{col}_{seen[col]}"
+        seen.setdefault(col, 1)
+        out.append(col)
+    return out
+
+
+# --- CSV ----------------------------------------------------------------------------------------------
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _physical_lines(raw: bytes) -> np.ndarray:
+    """1-based physical line numbers of the non-empty lines (what pyarrow counts as rows)."""
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    if len(arr) and arr[-1] != 10:
+        ends = np.append(ends, len(arr))
+    starts = np.concatenate(([0], ends[:-1] + 1)) if len(ends) else np.array([], dtype=np.int64)
+    length = ends - starts
+    cr_only = (length == 1) & (arr[np.minimum(starts, max(len(arr) - 1, 0))] == 13) if len(arr) else length == 1
+    return np.flatnonzero((length > 0) & ~cr_only) + 1
+
+
+def _record_lines_slow(text: str, delimiter: str) -> np.ndarray:
+    """Start line of every record when quoted values span lines (rare): the csv module tracks lines."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    starts = []
+    previous_end = 0
+    for record in reader:
+        if record:
+            starts.append(previous_end + 1)
+        previous_end = reader.line_num
+    return np.asarray(starts, dtype=np.int64)
+
+
+def _is_utf8(data: bytes) -> bool:
+    """UTF-8 check in pyarrow (no 100 MB Python string is built for the common, valid case)."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64).tobytes())
+    blob = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        blob.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _text_bytes(name: str, data: bytes) -> tuple[bytes, str, list[str]]:
+    """(UTF-8 bytes without BOM, source encoding, warnings) for the CSV parser."""
+    if data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        reason = _binary_reason(data)
+        if reason:
+            raise InputFileError(name, reason)
+        body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+        if _is_utf8(body):
+            return body, "utf-8", []
+    text, encoding, warnings = decode_text(name, data)
+    return text.encode("utf-8"), encoding, warnings
+
+
+def read_csv(name: str, data: bytes, known_columns: set[str]) -> RawTable:
+    """Delimited text -> RawTable (all columns as text, source_row = physical line)."""
+    raw, encoding, warnings = _text_bytes(name, data)
+    first = re.search(rb"[^\r\n]", raw)
+    if first is None or re.search(rb"\S", raw) is None:
+        raise InputFileError(name, "empty file (no header, no rows)")
+    lines = _physical_lines(raw)                    # lines[0] is the header's physical line
+    end = raw.find(b"\n", first.start())
+    first_line = raw[first.start():end if end >= 0 else len(raw)].decode("utf-8").rstrip("\r")
+    body = pa.py_buffer(raw).slice(first.start())   # pyarrow starts at the header line
+    delimiter = _sniff_delimiter(first_line)
+    header = next(csv.reader([first_line], delimiter=delimiter))
+    norm = _dedupe_names(name, normalise_header(header), known_columns)
+    internal = [f"c{i}" for i in range(len(norm))]
+
+    def parse(use_threads: bool, invalid: list) -> pa.Table:
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.number, row.actual_columns, row.text))
+            return "skip"
+
+        # large_string: what pandas' text columns hold, so to_pandas below is zero-copy
+        return pacsv.read_csv(
+            pa.BufferReader(body),
+            read_options=pacsv.ReadOptions(column_names=internal, skip_rows=1,
+                                           use_threads=use_threads, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=b'"' in raw,
+                                              invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in internal},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+
+    invalid: list = []
+    try:
+        table = parse(True, invalid)
+        if invalid:  # the row numbers of bad rows are only reported by the single-threaded reader
+            invalid = []
+            table = parse(False, invalid)
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        raise InputFileError(name, f"cannot parse as delimited text: {exc}") from None
+
+    n_records = 1 + table.num_rows + len(invalid)      # header + good rows + rows with a wrong field count
+    if len(lines) != n_records:                       # quoted values span lines: count lines exactly
+        lines = _record_lines_slow(raw.decode("utf-8"), delimiter)
+        if len(lines) != n_records:
+            raise InputFileError(name, f"cannot line up rows: {len(lines)} records by line scan, "
+                                       f"{n_records} parsed (unbalanced quotes?)")
+    bad_numbers = np.asarray([n for n, _, _ in invalid], dtype=np.int64)  # record numbers, header = 1
+    all_numbers = np.arange(2, n_records + 1)
+    good_numbers = np.setdiff1d(all_numbers, bad_numbers, assume_unique=True)
+    frame = table.rename_columns(norm).to_pandas()
+    frame["source_row"] = lines[good_numbers - 1].astype(np.int64)
+    rejected = None
+    if invalid:
+        claim_pos = norm.index("claim_id") if "claim_id" in norm else None
+        records = []
+        for number, actual, row_text in invalid:
+            fields = next(csv.reader([row_text], delimiter=delimiter), [])
+            records.append({
+                "source_row": int(lines[number - 1]),
+                "claim_id": fields[claim_pos] if claim_pos is not None and claim_pos < len(fields) else "",
+                "line_number": "", "field": "row", "value": "",
+                "reason": f"row has {actual} fields, the header has {len(norm)}",
+                "raw": row_text,
+            })
+        rejected = pd.DataFrame(records)
+    return RawTable(name=name, format="csv", frame=frame, columns=dict(zip(norm, header, strict=True)),
+                    warnings=warnings, encoding=encoding, rejected=rejected)
+
+
+# --- Parquet ------------------------------------------------------------------------------------------
+
+#: integer columns whose text form needs leading zeros back (a POS of 1 is "01", ZIP 2705 is "02705")
+_ZERO_PAD = {"place_of_service": 2, "service_zip": 5}
+
+
+def _column_as_text(col_name: str, arr: pa.ChunkedArray) -> pd.Series:
+    """A typed Parquet column -> its text form, so Parquet and CSV share one validation path."""
+    typ = arr.type
+    if pa.types.is_dictionary(typ):
+        arr = arr.cast(typ.value_type)
+        typ = arr.type
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):   # e.g. modifiers as list<string>
+        arr = pa.compute.binary_join(arr.cast(pa.list_(pa.string())), ",")
+    elif pa.types.is_timestamp(typ) or pa.types.is_date64(typ):
+        arr = arr.cast(pa.date32())
+    elif pa.types.is_floating(typ):
+        # 1.0 -> "1" so whole-number line numbers / POS / ZIPs stored as floats read like integers
+        arr = pa.chunked_array([pa.compute.cast(c, pa.string()) for c in arr.chunks], type=pa.string())
+    s = arr.cast(pa.large_string()).to_pandas().astype("str")
+    if (pa.types.is_integer(typ) or pa.types.is_floating(typ)) and col_name in _ZERO_PAD:
+        width = _ZERO_PAD[col_name]
+        digits = s.str.fullmatch(r"[0-9]+").fillna(False)
+        s = s.where(~digits, s.str.zfill(width))
+    return s
+
+
+def read_parquet(name: str, data: bytes, known_columns: set[str]) -> RawTable:
+    """Parquet -> RawTable; source_row is the row index + 1."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputFileError(name, f"cannot read Parquet: {exc}") from None
+    header = list(table.column_names)
+    norm = _dedupe_names(name, normalise_header(header), known_columns)
+    frame = pd.DataFrame({col: _column_as_text(col, table.column(i)) for i, col in enumerate(norm)})
+    frame["source_row"] = np.arange(1, table.num_rows + 1, dtype=np.int64)
+    return RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)))
