@@ -77,6 +77,7 @@ FLAG_COLUMNS: list[str] = [
     "related_claim_id", "related_line_number", "expected_allowed", "amount_at_risk", "reference_release",
     # extensions
     "fix", "carc", "payer", "line_uid", "related_line_uid", "source_file", "source_row",
+    "amount_basis",      # how pricing derives amount_at_risk for this flag (line | pos_difference | mppr | none)
 ]
 
 #: what a check function returns, one row per hit; the engine adds the line columns from the lines.
