@@ -47,8 +47,8 @@ def test_vectorised_equals_scalar() -> None:
     gw, gpe, gmp = (rng.integers(300, 2000, 1000) for _ in range(3))
     vec = fee_cents(w, pe, mp, gw, gpe, gmp, CF_2025)
     for i in range(0, 1000, 97):
-        exact = (Decimal(int(w[i])) / 100 * Decimal(int(gw[i])) / 1000 + Decimal(int(pe[i])) / 100 * Decimal(int(gpe[i]))
-                 / 1000 + Decimal(int(mp[i])) / 100 * Decimal(int(gmp[i])) / 1000) * Decimal("32.3465")
+        weighted = sum(Decimal(int(r[i])) / 100 * Decimal(int(g[i])) / 1000 for r, g in ((w, gw), (pe, gpe), (mp, gmp)))
+        exact = weighted * Decimal("32.3465")
         assert cents_to_decimal(int(vec[i])) == exact.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
         assert int(vec[i]) == fee_cents(int(w[i]), int(pe[i]), int(mp[i]), int(gw[i]), int(gpe[i]), int(gmp[i]),
                                         CF_2025)

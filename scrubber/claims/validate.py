@@ -183,7 +183,9 @@ def _gx_validation():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise for users
+    from scrubber.reference.validate import quiet_gx_logging
+
+    quiet_gx_logging()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas("claim_intake")

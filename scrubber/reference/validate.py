@@ -35,12 +35,21 @@ def expectation_builders() -> dict[str, Callable[[], list]]:
     return builders
 
 
+def quiet_gx_logging() -> None:
+    """GX sets some of its loggers to INFO explicitly; their lines are noise for users of the CLI."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logger = logging.getLogger(name)
+            if logger.level < logging.WARNING:
+                logger.setLevel(logging.WARNING)
+
+
 @lru_cache(maxsize=1)
 def _gx_context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are noise for users
+    quiet_gx_logging()
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
