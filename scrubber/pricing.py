@@ -1288,8 +1288,9 @@ def amount_at_risk(flags: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
     - ``mppr``: the multiple-procedure reduction the charge does not already reflect:
       max(0, min(charge, unreduced) - expected);
     - ``none``: 0.
-    ``info`` flags carry 0 whatever the basis, except ``pos_difference`` (it is an informational
-    dollar figure by design). Unknown amounts (NaN expected allowed) count as 0. Exact cents, then
+    ``info`` flags carry 0 whatever the basis (POS-FACILITY-RATE states its dollar difference in the
+    message instead), so the morning list sorted by dollars starts with what will really be lost.
+    Unknown amounts (NaN expected allowed) count as 0. Exact cents, then
     dollars. Summaries count each line at most once (the max over its flags; see report.summary).
     """
     if len(flags) == 0:
@@ -1334,6 +1335,6 @@ def amount_at_risk(flags: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
     pos_c = np.where(fac, (diff * units_h * 2 + UNITS_SCALE) // (2 * UNITS_SCALE), 0)
     mppr_c = np.maximum(np.minimum(charge_c, unred_c) - exp_c, 0)
     risk = np.select([basis == "line", basis == "pos_difference", basis == "mppr"], [line_c, pos_c, mppr_c], 0)
-    risk = np.where((severity == "info") & (basis != "pos_difference"), 0, risk)
+    risk = np.where(severity == "info", 0, risk)   # info is never money at risk: it must not top the worklist
     risk = np.where(found, risk, 0)
     return pd.Series(risk / 100, index=flags.index, dtype=np.float64)

@@ -185,20 +185,21 @@ def expand_codes(items: Any, path: Path, key: str, line: int | None) -> list[str
 
 # --- message templates ----------------------------------------------------------------------------
 
-def parse_template(template: str, path: Path, line: int | None) -> list[tuple[str, str | None]]:
-    """Split a message template into (literal, field) parts for vectorised rendering."""
+def parse_template(template: str, path: Path, line: int | None, *,
+                   key: str = "message") -> list[tuple[str, str | None]]:
+    """Split a message (or fix) template into (literal, field) parts for vectorised rendering."""
     parts: list[tuple[str, str | None]] = []
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise rules_error(path, f"bad message template: {exc}", key="message", line=line) from exc
+        raise rules_error(path, f"bad {key} template: {exc}", key=key, line=line) from exc
     for literal, name, spec, conversion in parsed:
         if name is not None and name not in TEMPLATE_FIELDS:
-            raise rules_error(path, f"unknown placeholder {{{name}}} in message; allowed: "
-                              + ", ".join(sorted(TEMPLATE_FIELDS)), key="message", line=line)
+            raise rules_error(path, f"unknown placeholder {{{name}}} in {key}; allowed: "
+                              + ", ".join(sorted(TEMPLATE_FIELDS)), key=key, line=line)
         if spec or conversion:
             raise rules_error(path, f"placeholder {{{name}}} may not carry a format spec or conversion",
-                              key="message", line=line)
+                              key=key, line=line)
         parts.append((literal, name))
     return parts
 
@@ -224,6 +225,8 @@ class RuleBook:
     origins: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     #: rule_id -> message template split into (literal, placeholder) parts
     templates: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    #: rule_id -> fix template, same placeholders as messages (e.g. "add modifier 25 to {hcpcs}")
+    fix_templates: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -233,7 +236,7 @@ class RuleBook:
         rules_dir = Path(rules_dir)
         if not rules_dir.is_dir():
             raise RulesError(f"{rules_dir}: rules folder not found")
-        rules, origins, templates = load_catalog(rules_dir / "catalog")
+        rules, origins, templates, fix_templates = load_catalog(rules_dir / "catalog")
         known = set(rules["rule_id"])
         overrides = load_payer_overrides(rules_dir / "payers.yaml", known)
         modifiers = _call_loader("scrubber.claims.validate", "load_modifier_sets", rules_dir,
@@ -250,7 +253,8 @@ class RuleBook:
                                 rules_dir / "em_codes.yaml")
         bundled = load_bundled(rules_dir / "bundled.yaml")
         return cls(rules=rules, payer_overrides=overrides, modifiers=modifiers, pos=pos, frequency=frequency,
-                   em_codes=em_codes, bundled=bundled, rules_dir=rules_dir, origins=origins, templates=templates)
+                   em_codes=em_codes, bundled=bundled, rules_dir=rules_dir, origins=origins, templates=templates,
+                   fix_templates=fix_templates)
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -326,6 +330,7 @@ def load_catalog(catalog_dir: Path) -> tuple[pd.DataFrame, dict[str, tuple[str, 
     records: list[dict[str, str]] = []
     origins: dict[str, tuple[str, int | None]] = {}
     templates: dict[str, list[tuple[str, str | None]]] = {}
+    fix_templates: dict[str, list[tuple[str, str | None]]] = {}
     for path in files:
         doc = read_yaml(path)
         entries = doc.get("rules") if isinstance(doc, dict) else doc
@@ -361,11 +366,12 @@ def load_catalog(catalog_dir: Path) -> tuple[pd.DataFrame, dict[str, tuple[str, 
                     raise rules_error(path, f"rule {rid}: unknown {k} {rec[k]!r}; allowed: {', '.join(allowed)}",
                                       key=k, line=line_of(entry, k))
             templates[rid] = parse_template(rec["message"], path, line_of(entry, "message"))
+            fix_templates[rid] = parse_template(str(rec["fix"]), path, line_of(entry, "fix"), key="fix")
             origins[rid] = (str(path), entry_line)
             rec["rule_id"] = rec.pop("id")
             records.append(rec)
     rules = pd.DataFrame.from_records(records, columns=RULE_COLUMNS)
-    return rules, origins, templates
+    return rules, origins, templates, fix_templates
 
 
 def load_payer_overrides(path: Path, known_rules: set[str]) -> dict[str, dict[str, str]]:

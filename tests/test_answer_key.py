@@ -139,3 +139,16 @@ def test_bundled_sample_scrubs_to_its_answer_key(demo_scrubbed):
     for _, r in key.drop_duplicates("rule_id").iterrows():
         assert (by_rule.loc[r["rule_id"], "rule_family"], by_rule.loc[r["rule_id"], "severity"]) == \
             (r["rule_family"], r["severity"])
+
+
+def test_bundled_sample_messages_and_fixes_are_fully_rendered(demo_scrubbed):
+    """Every placeholder of every rule's message and fix is filled in (no "{hcpcs}" reaches a biller)."""
+    _key, result = demo_scrubbed
+    flags = result.flags
+    assert len(flags) > 0
+    for col in ("message", "fix"):
+        text = flags[col].astype(str)
+        assert not text.str.contains(r"[{}]", regex=True).any(), text[text.str.contains(r"[{}]")].head().tolist()
+        assert (text.str.len() > 10).all()
+    em = flags[flags["rule_id"].astype(str) == "EM-NO25"]
+    assert len(em) and em["fix"].astype(str).str.contains(r"modifier 25 to 99\d{3}", regex=True).all()

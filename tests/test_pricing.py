@@ -425,12 +425,13 @@ def test_amount_at_risk_by_basis(ref25: ReferenceSet) -> None:
         {"hcpcs": "J1000"},                                                # 6: unknown amount
     ])
     flags = pd.DataFrame({
-        "line_uid": [0, 0, 1, 3, 4, 6, 0, 99],
-        "severity": ["deny", "info", "info", "review", "review", "deny", "deny", "deny"],
-        "amount_basis": ["line", "line", "pos_difference", "mppr", "mppr", "line", "none", "line"],
+        "line_uid": [0, 0, 1, 3, 4, 6, 0, 99, 1],
+        "severity": ["deny", "info", "review", "review", "review", "deny", "deny", "deny", "info"],
+        "amount_basis": ["line", "line", "pos_difference", "mppr", "mppr", "line", "none", "line", "pos_difference"],
     })
     risk = amount_at_risk(flags, lines)
     # pos difference: (58.55 - 40.11) x 2 units = 36.88; mppr: 58.55 - 29.27 = 29.28;
-    # charge already 30.00 -> min(30.00, 58.55) - 29.27 = 0.73; unknown amount and unknown line -> 0
-    assert risk.tolist() == [58.55, 0.0, 36.88, 29.28, 0.73, 0.0, 0.0, 0.0]
+    # charge already 30.00 -> min(30.00, 58.55) - 29.27 = 0.73; unknown amount and unknown line -> 0;
+    # info flags are never money at risk, whatever their basis
+    assert risk.tolist() == [58.55, 0.0, 36.88, 29.28, 0.73, 0.0, 0.0, 0.0, 0.0]
     assert risk.index.equals(flags.index)

@@ -169,7 +169,8 @@ def build_flags(ctx: CheckContext, results: list[pd.DataFrame], *, run_id: str) 
         out["expected_allowed"] = np.full(n, np.nan)
     out["amount_at_risk"] = np.full(n, np.nan)
     out["reference_release"] = _reference_release(ctx, hits, pos, rule_codes, rule_uniq)
-    out["fix"] = rule_text("fix")
+    out["fix"] = _render_messages(ctx, hits, rule_codes, rule_uniq, pos, related["related_code"],
+                                  templates=rb.fix_templates or None)
     out["carc"] = rule_text("carc")
     out["line_uid"] = uid_index.to_numpy()[pos]
     out["related_line_uid"] = related["related_line_uid"]
@@ -326,8 +327,9 @@ def _reference_release(ctx: CheckContext, hits: dict[str, np.ndarray], pos: np.n
 # --- messages -------------------------------------------------------------------------------------
 
 def _render_messages(ctx: CheckContext, hits: dict[str, np.ndarray], rule_codes: np.ndarray, rule_uniq: list[str],
-                     pos: np.ndarray, related_code: np.ndarray) -> pd.Series:
-    """Fill each rule's template with per-flag values.
+                     pos: np.ndarray, related_code: np.ndarray,
+                     templates: dict[str, list[tuple[str, str | None]]] | None = None) -> pd.Series:
+    """Fill each rule's template (the message, or the fix when ``templates`` says so) with per-flag values.
 
     Flags arrive sorted by rule, so each rule is one contiguous block rendered by one Arrow
     element-wise join of literal scalars and placeholder columns.
@@ -335,7 +337,7 @@ def _render_messages(ctx: CheckContext, hits: dict[str, np.ndarray], rule_codes:
     n = len(pos)
     if n == 0:
         return pd.Series([], dtype="str")
-    templates = ctx.rules.templates
+    templates = ctx.rules.templates if templates is None else templates
     used = {name for r in rule_uniq for _, name in templates[r] if name}
     fields = {name: _field_strings(ctx, name, hits, pos, related_code) for name in used}
     bounds = np.flatnonzero(np.diff(rule_codes)) + 1
