@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,34 @@ def rvu25d_store(tmp_path_factory: pytest.TempPathFactory, rvu25d_dir: Path):
     store = LocalStore(tmp_path_factory.mktemp("rvu25d_store"))
     load_paths(store, [rvu25d_dir, rvu25d_dir.parent / "ZIP5_OCT2025"])
     return store
+
+
+# --- a real S3 API on loopback (moto_server), shared by the S3 store, history and DAG tests ---------
+
+_spec = importlib.util.spec_from_file_location("scrubber_tests_motoserver", REPO / "tests" / "s3" / "_motoserver.py")
+motoserver = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(motoserver)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto_server started on a free 127.0.0.1 port for the session."""
+    with motoserver.moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new empty bucket; boto3, the scrubber Settings and the DAG tasks all point at moto_server."""
+    for key, value in motoserver.s3_env(s3_endpoint).items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SCRUBBER_S3_ENDPOINT_URL", "AIRFLOW_CONN_AWS_DEFAULT",
+                "AIRFLOW_VAR_SCRUBBER_STORE", "AIRFLOW_VAR_SCRUBBER_REFERENCE_SOURCES"):
+        monkeypatch.delenv(key, raising=False)
+    return motoserver.new_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def make_bucket(s3_endpoint: str):
+    """Create further buckets (e.g. a CMS drop bucket next to the store's)."""
+    return lambda: motoserver.new_bucket(s3_endpoint)

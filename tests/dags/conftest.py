@@ -9,13 +9,11 @@ set these variables in the root conftest (or in the CI environment) to avoid tha
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +35,6 @@ AIRFLOW_ENV = {
 if "airflow" not in sys.modules:
     os.environ.update(AIRFLOW_ENV)
 
-_spec = importlib.util.spec_from_file_location("scrubber_tests_motoserver",
-                                               ROOT / "tests" / "s3" / "_motoserver.py")
-motoserver = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(motoserver)
 
 
 @pytest.fixture(scope="session")
@@ -62,26 +56,3 @@ def dagbag(airflow_home: Path):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS))
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with motoserver.moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new empty bucket; boto3, the scrubber Settings and the DAG tasks all point at moto_server."""
-    for key, value in motoserver.s3_env(s3_endpoint).items():
-        monkeypatch.setenv(key, value)
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "SCRUBBER_S3_ENDPOINT_URL", "AIRFLOW_CONN_AWS_DEFAULT",
-                "AIRFLOW_VAR_SCRUBBER_STORE", "AIRFLOW_VAR_SCRUBBER_REFERENCE_SOURCES"):
-        monkeypatch.delenv(key, raising=False)
-    return motoserver.new_bucket(s3_endpoint)
-
-
-@pytest.fixture
-def make_bucket(s3_endpoint: str):
-    """Create further buckets (e.g. a CMS drop bucket next to the store's)."""
-    return lambda: motoserver.new_bucket(s3_endpoint)
