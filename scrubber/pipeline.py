@@ -281,23 +281,56 @@ def _location(store: Store, prefix: str) -> str:
 
 
 def _stringify(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet needs one stable type per column: categoricals become plain values and mixed object
-    columns strings (None stays None), so merged shards and single runs write the same schema."""
+    """Parquet needs one stable type per column: categoricals become plain values (text categories the
+    text dtype, written as large_string like the other text columns) and mixed object columns strings
+    (missing stays missing), so merged shards and single runs write the same schema."""
     out = frame
     for col in frame.columns:
         s = frame[col]
         if isinstance(s.dtype, pd.CategoricalDtype):  # one Parquet type whatever the shard count
             if out is frame:
-                out = frame.copy()
+                out = frame.copy(deep=False)  # copy-on-write: replacing columns leaves ``frame`` as is
+            if pd.api.types.is_string_dtype(s.cat.categories.dtype) and all(
+                    isinstance(v, str) for v in s.cat.categories):
+                # text categories -> the Arrow-backed text dtype: decoded in Arrow, written without a
+                # per-value conversion (the object route cost ~0.1 s per column per million lines)
+                out[col] = _text_from_categorical(s)
+                continue
             out[col] = s.astype(object).where(s.notna(), None)
             s = out[col]
         if s.dtype == object:
-            non_null = s.dropna()
+            non_null = s.iloc[:4096].dropna()  # the first 1000 non-null values decide
+            if len(non_null) < 1000 and len(s) > 4096:
+                non_null = s.dropna()
             if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:1000]):
                 if out is frame:
-                    out = frame.copy()
-                out[col] = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+                    out = frame.copy(deep=False)
+                out[col] = _as_text(s)
     return out
+
+
+def _text_from_categorical(s: pd.Series) -> pd.Series:
+    """``s.astype("str")`` for text categories, done as one Arrow take (pandas goes through objects)."""
+    import pyarrow as pa
+
+    codes = s.cat.codes.to_numpy()
+    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
+    decoded = categories.take(pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.array(decoded, dtype="str"), index=s.index, name=s.name)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """str(v) per value, None for missing; computed once per distinct value when the column holds one
+    hashable kind (bool flags: 2 values for a million rows), per value otherwise."""
+    def text(v: object) -> str | None:
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+    kinds = set(map(type, s.to_numpy()))
+    if len(kinds) <= 2 and kinds <= {bool, np.bool_, str, int, type(None)} and len(kinds - {type(None)}) == 1:
+        codes, uniq = pd.factorize(s, use_na_sentinel=True)
+        texts = pd.Series(np.array([None, *uniq], dtype=object), dtype=object).map(text)  # same dtype inference
+        return pd.Series(texts.array.take(codes + 1), index=s.index, name=s.name)
+    return s.map(text)
 
 
 def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id: str | None = None,
@@ -321,15 +354,20 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
     engine = Engine(store, settings)
     n_shards = max(1, -(-len(result.lines) // SHARD_LINES))
     shard_no = shard_of(result.lines["patient_id"], n_shards)
+    # split once and let go of the whole intake frame: each shard's input is freed once it is priced
+    parts = [result.lines[shard_no == k] for k in range(n_shards)] if n_shards > 1 else [result.lines]
+    result.lines = result.lines.iloc[:0]
     priced_parts, flag_parts = [], []
     for k in range(n_shards):
         say(f"scrubbing shard {k + 1}/{n_shards}")
-        part = result.lines[shard_no == k] if n_shards > 1 else result.lines
+        part, parts[k] = parts[k], None
         priced, flags = scrub_frame(engine, part, run_id=spec.run_id, timings=timings)
+        del part
         priced_parts.append(priced)
         flag_parts.append(flags)
     lines = pd.concat(priced_parts, ignore_index=True) if n_shards > 1 else priced_parts[0]
     flags = pd.concat(flag_parts, ignore_index=True) if n_shards > 1 else flag_parts[0]
+    del priced_parts, flag_parts
     say("writing the report")
     out_store = LocalStore(out_dir) if out_dir is not None else None
     summary = _publish(store, spec, lines=_stringify(lines), flags=_stringify(flags), quarantine=result.quarantine,

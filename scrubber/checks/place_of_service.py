@@ -116,13 +116,24 @@ def load_pos_table(path: str | Path) -> pd.DataFrame:
 
 def pos_lookup(pos: pd.Series, dates: pd.Series, pos_table: pd.DataFrame) -> pd.DataFrame:
     """Per line (same index as ``pos``): known (code in the table at all), effective (in force on the date),
-    rate, name, hospital, facility (True = facility rate). Vectorised: one merge on the code."""
+    rate, name, hospital, facility (True = facility rate). Vectorised: one merge on the code, run on the
+    distinct (code, date) pairs only (a million lines hold a few thousand) and spread back to the lines."""
+    code_no, code_uniq = pd.factorize(pos.astype("string").str.strip().fillna(""))
+    days = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    day_no, day_uniq = pd.factorize(days.view("int64"))
+    pair_no, pair_uniq = pd.factorize(code_no.astype(np.int64) * max(len(day_uniq), 1) + day_no)
+    first = np.zeros(len(pair_uniq), dtype=np.int64)
+    first[pair_no[::-1]] = np.arange(len(pair_no))[::-1]  # first line of each pair
+    distinct = _pos_lookup_rows(np.asarray(code_uniq, dtype=object)[code_no[first]], days[first], pos_table)
+    out = distinct.iloc[pair_no]
+    out.index = pos.index
+    return out
+
+
+def _pos_lookup_rows(pos: np.ndarray, dates: np.ndarray, pos_table: pd.DataFrame) -> pd.DataFrame:
+    """pos_lookup on arrays of stripped codes and datetime64[ns] dates."""
     n = len(pos)
-    query = pd.DataFrame({
-        "_i": np.arange(n),
-        "pos": pos.astype("string").str.strip().fillna("").to_numpy(dtype=object),
-        "date": pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"),
-    })
+    query = pd.DataFrame({"_i": np.arange(n), "pos": pos, "date": dates})
     m = query.merge(pos_table, on="pos", how="inner")
     known = np.zeros(n, dtype=bool)
     known[m["_i"].to_numpy()] = True
@@ -135,7 +146,6 @@ def pos_lookup(pos: pd.Series, dates: pd.Series, pos_table: pd.DataFrame) -> pd.
     out["hospital"] = eff["hospital"].reindex(out.index).eq(True)
     undesignated_f = pos_table.attrs.get("price_undesignated_as", "NF") == "F"
     out["facility"] = out["rate"].eq("F") | (out["rate"].eq("none") & undesignated_f)
-    out.index = pos.index
     return out
 
 

@@ -68,7 +68,7 @@ def releases_used(lines: pd.DataFrame, extra: dict[str, Any] | None = None) -> d
     out: dict[str, list[str]] = {}
     for kind, column in RELEASE_COLUMNS.items():
         if column in lines.columns:
-            values = pd.Series(lines[column].astype(object)).dropna().unique()
+            values = lines[column].dropna().unique()  # distinct values first: no per-line object copy
             out[kind] = sorted(str(v) for v in values)
     for kind, value in (extra or {}).items():
         values = value if isinstance(value, list | tuple | set) else [value]

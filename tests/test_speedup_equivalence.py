@@ -1,0 +1,116 @@
+"""The shortcuts taken for speed give the same answers as the straightforward computation.
+
+- intake: the GX suite runs on each column's distinct values and the failures are spread back to the
+  rows; compared with the same suite run on every row (real GX, both ways);
+- place of service: pos_lookup works on distinct (code, date) pairs; compared with the row-wise lookup;
+- pipeline._stringify: text categoricals are decoded in Arrow, one-kind object columns texted per
+  distinct value; compared value by value with the plain conversions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from scrubber.checks import place_of_service
+from scrubber.claims import validate
+from scrubber.pipeline import _stringify
+from scrubber.rules import RuleBook
+from scrubber.settings import Settings
+
+
+def _gx_on_every_row(vf: pd.DataFrame) -> list[pd.DataFrame]:
+    """The suite on the whole validation frame, failures located by source_row."""
+    result = validate._gx_validation().run(batch_parameters={"dataframe": vf[validate.GX_COLUMNS]},
+                                           result_format=validate._RESULT_FORMAT)
+    out = []
+    for r in result.results:
+        rows = [d["source_row"] for d in (r.result or {}).get("unexpected_index_list") or []]
+        if not r.success and rows:
+            meta = r.expectation_config.meta
+            positions = np.searchsorted(vf["source_row"].to_numpy(), np.asarray(rows, dtype=np.int64))
+            out.append(validate._errors_at(vf, positions, meta["field"], meta["reason"]))
+    return out
+
+
+def _raw_claims(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    good = {
+        "claim_id": [f"C{i // 3}" for i in range(n)], "line_number": [str(i % 3 + 1) for i in range(n)],
+        "patient_id": [f"P{i // 7}" for i in range(n)], "rendering_npi": ["1234567893"] * n,
+        "billing_npi": [None] * n, "service_date": ["2025-10-01", "10/02/2025"] * (n // 2),
+        "hcpcs": ["99213", "99214", "20610"] * (n // 3) + ["99213"] * (n % 3),
+        "units": ["1"] * n, "charge_amount": ["100.00", "$1,250.50", None, "75"] * (n // 4),
+        "place_of_service": ["11"] * n, "modifiers": [None] * n,
+    }
+    frame = pd.DataFrame(good)
+    bad = {"claim_id": [None, ""], "line_number": ["x", "0", "100000"], "patient_id": [None],
+           "rendering_npi": ["123", "abcdefghij"], "billing_npi": ["99"], "service_date": ["2025-13-45", "soon"],
+           "hcpcs": ["9921", None, "992134"], "units": ["-1", "abc", "10000", "0"],
+           "charge_amount": ["-5", "a lot"], "place_of_service": ["1", None], "locality": ["0"],
+           "service_zip": ["1234"]}
+    for col, values in bad.items():
+        if col not in frame.columns:
+            frame[col] = None
+        for v in values:
+            frame.loc[rng.integers(0, n, 3), col] = v
+    # a column whose most common value fails: padding repeats it, the answer must not change
+    frame.loc[: n // 2, "place_of_service"] = "A1"
+    frame.insert(0, "source_row", np.arange(2, n + 2))
+    return frame
+
+
+def test_gx_on_distinct_values_finds_the_same_failures_as_on_every_row():
+    for n, seed in ((400, 1), (3_000, 2)):
+        vf = validate._validation_frame(_raw_claims(n, seed))
+        fast, slow = validate._gx_failures(vf, "claims.csv"), _gx_on_every_row(vf)
+        assert len(fast) == len(slow) and len(fast) >= 10
+        for a, b in zip(fast, slow, strict=True):
+            pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_gx_on_distinct_values_with_every_value_missing():
+    frame = pd.DataFrame({c: [None] * 4 for c in validate.INPUT_COLUMNS})
+    frame.insert(0, "source_row", np.arange(2, 6))
+    vf = validate._validation_frame(frame)
+    fast, slow = validate._gx_failures(vf, "empty.csv"), _gx_on_every_row(vf)
+    assert [len(f) for f in fast] == [4] * len(validate.REQUIRED)
+    for a, b in zip(fast, slow, strict=True):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+
+def test_pos_lookup_on_distinct_pairs_matches_the_row_wise_lookup():
+    table = RuleBook.load(Settings().rules_dir).pos
+    rng = np.random.default_rng(5)
+    n = 5_000
+    codes = np.array(["11", "22", "21", "02", "10", "99", "zz", "", " 11 ", "19", "23", "24"], dtype=object)
+    pos = pd.Series(codes[rng.integers(0, len(codes), n)], index=np.arange(10, 10 + n), dtype="str")
+    pos.iloc[:3] = None
+    dates = pd.Series(pd.Timestamp("2015-01-01") + pd.to_timedelta(rng.integers(0, 4_000, n), unit="D"),
+                      index=pos.index)
+    dates.iloc[3:6] = pd.NaT
+    fast = place_of_service.pos_lookup(pos, dates, table)
+    slow = place_of_service._pos_lookup_rows(pos.astype("string").str.strip().fillna("").to_numpy(dtype=object),
+                                             dates.to_numpy(dtype="datetime64[ns]"), table)
+    slow.index = pos.index
+    pd.testing.assert_frame_equal(fast, slow)
+    assert fast["effective"].any() and (~fast["known"]).any()
+
+
+def test_stringify_gives_the_plain_conversions():
+    n = 1_000
+    frame = pd.DataFrame({
+        "cat": pd.Categorical(np.where(np.arange(n) % 5 == 0, None, np.where(np.arange(n) % 2, "a", "b"))),
+        "flag": np.where(np.arange(n) % 3 == 0, True, False).astype(object),
+        "mixed": pd.Series([1, "x", None, 2.5] * (n // 4), dtype=object),
+        "text": pd.Series(["t"] * n, dtype="str"),
+    })
+    frame.loc[7, "flag"] = None
+    out = _stringify(frame)
+    assert frame["cat"].dtype == "category" and out is not frame  # the input is left as it was
+    expect_cat = frame["cat"].astype(object).where(frame["cat"].notna(), None)
+    assert out["cat"].astype(object).where(out["cat"].notna(), None).tolist() == expect_cat.tolist()
+    for col in ("flag", "mixed"):  # dtype and values as the per-value conversion gives them
+        plain = frame[col].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+        pd.testing.assert_series_equal(out[col], plain)
+    assert out["text"].tolist() == frame["text"].tolist()
