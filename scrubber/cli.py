@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from scrubber.errors import ScrubberError
+from scrubber.errors import ReferenceNotFound, ScrubberError
 from scrubber.settings import Settings
 from scrubber.store import Store, open_store
 
@@ -208,20 +209,19 @@ def generate(out: Annotated[Path, typer.Argument(help="Claim file to write (.csv
 
     ref = ReferenceSet(state.store)
     try:
-        dos = _parse_date(date_) if date_ else None
-        rvu = ref.release_for("rvu", dos) if dos else (ref.releases("rvu") or [None])[-1]
-        if rvu is None:
+        latest = ref.releases("rvu")
+        if not date_ and not latest:
             raise ScrubberError("no RVU release loaded: run `scrubber reference load` first")
+        rvu = ref.release_for("rvu", _parse_date(date_)) if date_ else latest[-1]
         start = rvu.effective_from
-        end = (rvu.effective_to or date(start.year, 12, 31))
-        from datetime import timedelta
-
-        end = end - timedelta(days=1)
-        ptp_rel = [e.release for e in ref.releases("ptp") if e.effective_from <= end]
-        mue_rel = [e.release for e in ref.releases("mue") if e.effective_from <= end]
-        gen = generate_claims(lines, pprrvu=ref.table("pprrvu", rvu.release),
-                              ptp=ref.table("ptp", ptp_rel[-1]) if ptp_rel else None,
-                              mue=ref.table("mue", mue_rel[-1]) if mue_rel else None,
+        # the releases in force on the first date; dates stop where the first of them ends
+        in_force = {"rvu": rvu}
+        for kind in ("ptp", "mue"):
+            with contextlib.suppress(ReferenceNotFound):
+                in_force[kind] = ref.release_for(kind, start)
+        end = min(e.effective_to for e in in_force.values() if e.effective_to) - timedelta(days=1)
+        tables = {kind: ref.table("pprrvu" if kind == "rvu" else kind, e.release) for kind, e in in_force.items()}
+        gen = generate_claims(lines, pprrvu=tables["rvu"], ptp=tables.get("ptp"), mue=tables.get("mue"),
                               seed=seed, start=start, end=end)
     except ScrubberError as exc:
         _fail(exc)

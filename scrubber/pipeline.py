@@ -97,10 +97,12 @@ def _read_sources(store: Store, sources: Sequence[Source]) -> list[tuple[str, by
     return out
 
 
-def plan_run(store: Store, sources: Sequence[Source], run_date: date, run_id: str | None = None) -> RunSpec:
-    named = _read_sources(store, sources)
+def plan_run(store: Store, sources: Sequence[Source], run_date: date, run_id: str | None = None, *,
+             named: Sequence[tuple[str, bytes]] | None = None) -> RunSpec:
+    """Run id and report location; ``named`` passes contents already read, so nothing is read twice."""
+    named = _read_sources(store, sources) if named is None else named
     rid = run_id or make_run_id(run_date, named)
-    keys = [s if isinstance(s, str) else (s[0] if isinstance(s, tuple) else str(s)) for s in sources]
+    keys = [s[0] if isinstance(s, tuple) else str(s) for s in sources]
     return RunSpec(run_id=rid, run_date=run_date, sources=keys, report_prefix=report_prefix_for(run_date, rid))
 
 
@@ -345,8 +347,7 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
     t0 = time.perf_counter()
     say("reading claim files")
     named = _read_sources(store, sources)
-    spec = plan_run(store, named, run_date, run_id)
-    spec.sources = [str(s) if not isinstance(s, tuple) else s[0] for s in sources]
+    spec = plan_run(store, sources, run_date, run_id, named=named)
     result = intake(named)
     timings["intake"] = time.perf_counter() - t0
 

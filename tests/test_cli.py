@@ -85,3 +85,21 @@ def test_reference_load_unreadable_file_exits_nonzero(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00\x01\x02 binary")
     p = scrubber("--store", str(tmp_path / "s"), "reference", "load", str(bad))
     assert p.returncode != 0 and "PPRRVU2025_Oct.csv" in p.stderr
+
+
+def test_generate_draws_from_the_releases_in_force(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    p = scrubber("--store", str(store), "reference", "load", "--partial", str(REPO / "data" / "reference"))
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "claims.csv"
+    p = scrubber("--store", str(store), "generate", str(out), "--lines", "400", "--seed", "2")
+    assert p.returncode == 0, p.stderr
+    import pandas as pd
+
+    claims = pd.read_csv(out, dtype=str)
+    key = pd.read_csv(tmp_path / "claims_answer_key.csv", dtype=str)
+    assert len(claims) == 400 and len(key) > 0
+    dates = pd.to_datetime(claims["service_date"])
+    # RVU25D, PTP-2025Q4 and MUE-2025Q4 are all in force from 2025-10-01 to 2025-12-31
+    assert dates.min() >= pd.Timestamp("2025-10-01") and dates.max() <= pd.Timestamp("2025-12-31")
+    assert set(key["rule_family"]) >= {"bundling", "units", "modifier25"}

@@ -94,12 +94,16 @@ class Catalog:
                 return e
         return None
 
+    def next_revision(self, release: str) -> int:
+        """The revision number the next publication of ``release`` gets (1 for a new release)."""
+        return max((e.revision for e in self.entries if e.release == release), default=0) + 1
+
     def add(self, entry: ReleaseEntry) -> ReleaseEntry:
         """Add a new revision of ``entry.release``; the previous current one becomes superseded."""
-        previous = [e for e in self.entries if e.release == entry.release]
-        for e in previous:
-            e.status = "superseded"
-        entry.revision = max((e.revision for e in previous), default=0) + 1
+        entry.revision = self.next_revision(entry.release)
+        for e in self.entries:
+            if e.release == entry.release:
+                e.status = "superseded"
         entry.status = "current"
         entry.published_at = entry.published_at or datetime.now(UTC).isoformat(timespec="seconds")
         self.entries.append(entry)

@@ -301,7 +301,7 @@ def load_paths(store: Store, paths: Iterable[str | Path], *, release: str | None
 
     # publish: data files first (new revision folder), the catalog last
     for entry, frames in plans:
-        revision = max((e.revision for e in catalog.entries if e.release == entry.release), default=0) + 1
+        revision = catalog.next_revision(entry.release)
         for table, frame in frames.items():
             key = f"reference/{table}/{entry.release}/r{revision}/{table}.parquet"
             try:
