@@ -53,9 +53,12 @@ expected_allowed, unreduced_allowed (before multiple-procedure reductions), mppr
 ranked), adjustments, pricing_note. Text columns are pandas Categoricals (one small int array per
 column for a million lines; "" is always a category so ``fillna("")`` works).
 
-Performance: everything is vectorised: PPRRVU/GPCI/OPPSCAP Decimals are converted to scaled integers
-once per release and cached per ReferenceSet; lines are matched with integer indexes built from
-factorized keys; multiple-procedure ranking only looks at groups with more than one candidate.
+Performance: everything is vectorised: PPRRVU/GPCI/OPPSCAP decimals are converted to scaled integers
+once per release (straight from the store's Arrow columns) and cached per ReferenceSet; what a line's
+release + code + modifiers decide is worked out once per distinct combination (a "profile"), and the
+fee schedule amounts once per distinct (PPRRVU row, locality, conversion factor) (a "rate"), so a
+million lines cost a few gathers each; multiple-procedure ranking only looks at groups with more than
+one candidate.
 """
 
 from __future__ import annotations
@@ -212,14 +215,19 @@ def _scaled_array(values: pd.Series, scale: int) -> np.ndarray:
 
 
 def _indicator_array(values: pd.Series) -> np.ndarray:
-    """Single-digit indicator as int8; blank / non-digit -> -1."""
-    num = pd.to_numeric(values.astype(object).where(values.notna(), ""), errors="coerce")
-    return num.fillna(-1).to_numpy(dtype=np.int8)
+    """Single-digit indicator as int8; blank / non-digit -> -1 (converted once per distinct value)."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    distinct = pd.Series([*np.asarray(uniq, dtype=object), ""], dtype=object)   # code -1 (missing) -> ""
+    num = pd.to_numeric(distinct, errors="coerce")
+    return num.fillna(-1).to_numpy(dtype=np.int8)[codes]
 
 
 def _text_codes(values: pd.Series) -> tuple[np.ndarray, list]:
     """int32 codes (-1 = missing) and the distinct values of a text column."""
-    codes, uniques = pd.factorize(values.astype(object).where(values.notna(), None))
+    if isinstance(values.dtype, pd.StringDtype):     # Arrow text: no Python string per row
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    else:
+        codes, uniques = pd.factorize(values.astype(object).where(values.notna(), None))
     return codes.astype(np.int32), [str(u) for u in uniques]
 
 
@@ -292,6 +300,57 @@ def _entry(ref: Any, release: str) -> Any:
     raise ReferenceNotFound(f"release {release} is not in the catalog")
 
 
+#: the PPRRVU columns pricing reads (decimal ones are converted straight from Arrow)
+_PPRRVU_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys((
+    "hcpcs", *_TEXT_COLUMNS, "work_rvu", "pe_rvu_nonfacility", "pe_rvu_facility", "mp_rvu", "preop_pct",
+    "intraop_pct", "postop_pct", "nonfacility_na", "facility_na")))
+
+
+class _Columns:
+    """Some columns of one reference table: decimal columns as Arrow arrays, the others as pandas.
+
+    Read straight from the store when the ReferenceSet can say where the table lives, so pricing never
+    builds Python Decimal objects only to turn them back into scaled integers; otherwise (any other
+    reference object) the columns come from ``ref.table``.
+    """
+
+    def __init__(self, ref: Any, table: str, release: str, columns: tuple[str, ...]) -> None:
+        try:
+            key = ref.catalog.get(release).tables[table]["key"]
+            raw = ref.store.read_parquet_table(key, columns=list(columns))
+        except (AttributeError, KeyError, TypeError, OSError, pa.ArrowInvalid):
+            raw = None      # ref.table raises the same errors as before, or succeeds
+        if raw is None:
+            self.frame, self.decimals = ref.table(table, release).reset_index(drop=True), {}
+            return
+        self.decimals = {c: raw.column(c) for c in raw.column_names if pa.types.is_decimal(raw.schema.field(c).type)}
+        self.frame = raw.select([c for c in raw.column_names if c not in self.decimals]).to_pandas()
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        if column in self.decimals:
+            return pd.Series(self.decimals[column].to_pandas(), dtype=object)
+        return self.frame[column]
+
+    def scaled(self, column: str, scale: int, rows: np.ndarray | None = None) -> np.ndarray:
+        """Exact scaled int64 of a decimal column (blank -> 0) at ``rows`` (default all), as
+        :func:`_scaled_array` computes it."""
+        values = self.decimals.get(column)
+        if values is not None:
+            places = len(str(scale)) - 1
+            try:
+                picked = values if rows is None else values.take(pa.array(rows, pa.int64()))
+                exact = picked.cast(pa.decimal128(18, places))
+                ints = pc.cast(pc.multiply(exact, pa.scalar(scale, pa.int64())), pa.int64())
+                return ints.fill_null(0).to_numpy().astype(np.int64)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass
+        series = self[column]
+        return _scaled_array(series if rows is None else series.iloc[rows], scale)
+
+
 def _prepare_release(ref: Any, release: str, settings: Settings) -> _Release:
     """Scaled integer arrays of one RVU release (cached per ReferenceSet)."""
     cache = _cache_for(ref)
@@ -299,7 +358,7 @@ def _prepare_release(ref: Any, release: str, settings: Settings) -> _Release:
     if key in cache:
         return cache[key]
     entry = _entry(ref, release)
-    pp = ref.table("pprrvu", release).reset_index(drop=True)
+    pp = _Columns(ref, "pprrvu", release, _PPRRVU_COLUMNS)
     mods = pp["modifier"].astype(object).where(pp["modifier"].notna(), "").to_numpy()
     codes, uniq = pd.factorize(pp["hcpcs"].astype(object).to_numpy())
     hcpcs_index = pd.Index(uniq, dtype=object)
@@ -329,29 +388,31 @@ def _prepare_release(ref: Any, release: str, settings: Settings) -> _Release:
         cf_qp = to_scaled(factors.qp_cf(year), CF_SCALE)
 
     if ref.has_table("gpci", release):
-        g = ref.table("gpci", release)
+        g = _Columns(ref, "gpci", release, ("locality_id", "locality_name", "gpci_work", "gpci_pe", "gpci_mp"))
         gpci_index = pd.Index(g["locality_id"].astype(object).to_numpy(), dtype=object)
-        gpci = np.vstack([_scaled_array(g[c], GPCI_SCALE) for c in ("gpci_work", "gpci_pe", "gpci_mp")])
+        gpci = np.vstack([g.scaled(c, GPCI_SCALE) for c in ("gpci_work", "gpci_pe", "gpci_mp")])
         loc_name = [None if pd.isna(x) else str(x) for x in g["locality_name"]]
     else:
         gpci_index, gpci, loc_name = pd.Index([], dtype=object), np.zeros((3, 0), np.int64), []
 
     opps_keys, opps_nf, opps_f = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     if ref.has_table("oppscap", release) and len(gpci_index):
-        o = ref.table("oppscap", release)
-        o = o[o["proc_status"].astype(str) == "A"]        # status C rows only carry the cap
-        o_mod = o["modifier"].astype(object).where(o["modifier"].notna(), "").to_numpy()
+        o = _Columns(ref, "oppscap", release, ("hcpcs", "modifier", "proc_status", "locality_id",
+                                                "nonfacility_price", "facility_price"))
+        active = np.flatnonzero((o["proc_status"].astype(str) == "A").to_numpy())   # C rows only carry the cap
+        o_frame = o.frame.iloc[active]
+        o_mod = o_frame["modifier"].astype(object).where(o_frame["modifier"].notna(), "").to_numpy()
         mod_pos = pd.Index(list(PRICING_MODIFIERS)).get_indexer(o_mod)
-        code_pos = hcpcs_index.get_indexer(o["hcpcs"].astype(object).to_numpy())
+        code_pos = hcpcs_index.get_indexer(o_frame["hcpcs"].astype(object).to_numpy())
         row = np.where((mod_pos >= 0) & (code_pos >= 0),
                        rows_by_mod[np.maximum(mod_pos, 0), np.maximum(code_pos, 0)], -1)
-        loc = gpci_index.get_indexer(o["locality_id"].astype(object).to_numpy())
+        loc = gpci_index.get_indexer(o_frame["locality_id"].astype(object).to_numpy())
         ok = (row >= 0) & (loc >= 0)
         keys = row[ok] * _OPPS_KEY + loc[ok]
         _, first = np.unique(keys, return_index=True)
         opps_keys = keys[first]
-        opps_nf = _scaled_array(o["nonfacility_price"], 100)[ok][first]
-        opps_f = _scaled_array(o["facility_price"], 100)[ok][first]
+        opps_nf = o.scaled("nonfacility_price", 100, active)[ok][first]
+        opps_f = o.scaled("facility_price", 100, active)[ok][first]
 
     anes_cf: dict[str, Decimal] = {}
     if ref.has_table("anes", release):
@@ -360,9 +421,9 @@ def _prepare_release(ref: Any, release: str, settings: Settings) -> _Release:
 
     prepared = _Release(
         release=release, year=year, cf=cf, cf_qp=cf_qp, hcpcs_index=hcpcs_index, rows_by_mod=rows_by_mod,
-        work=_scaled_array(pp["work_rvu"], RVU_SCALE), pe_nf=_scaled_array(pp["pe_rvu_nonfacility"], RVU_SCALE),
-        pe_f=_scaled_array(pp["pe_rvu_facility"], RVU_SCALE), mp=_scaled_array(pp["mp_rvu"], RVU_SCALE),
-        split_pct=np.vstack([_scaled_array(pp[c], 100) for c in ("preop_pct", "intraop_pct", "postop_pct")]),
+        work=pp.scaled("work_rvu", RVU_SCALE), pe_nf=pp.scaled("pe_rvu_nonfacility", RVU_SCALE),
+        pe_f=pp.scaled("pe_rvu_facility", RVU_SCALE), mp=pp.scaled("mp_rvu", RVU_SCALE),
+        split_pct=np.vstack([pp.scaled(c, 100) for c in ("preop_pct", "intraop_pct", "postop_pct")]),
         mult_proc=_indicator_array(pp["mult_proc"]), bilat=_indicator_array(pp["bilat_surg"]),
         status_idx=status_idx, text_codes=text_codes, text_values=text_values,
         nonfac_na=pp["nonfacility_na"].fillna(False).to_numpy(dtype=bool),
@@ -478,7 +539,7 @@ def _zip_table(ref: Any, release: str) -> tuple[pd.Index, np.ndarray]:
     cache = _cache_for(ref)
     key = ("zip5", release)
     if key not in cache:
-        z = ref.table("zip5", release)
+        z = _Columns(ref, "zip5", release, ("zip5", "locality_id"))
         idx = pd.Index(z["zip5"].astype(object).to_numpy(), dtype=object)
         loc = z["locality_id"].astype(object).to_numpy()
         keep = ~idx.duplicated()
@@ -531,12 +592,12 @@ def _exact_cents(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray,
     """Cents of (a*ca + b*cb) * num / (10**7 * den_c * den), rounded once half-up; exact.
 
     int64 where the magnitude is safe; the rare rows that could overflow (huge units or stacked
-    fractions) are computed with Python integers.
+    fractions) are computed with Python integers. Works in place on its own temporaries (a million
+    lines: every extra array is 8 MB of fresh memory).
     """
     if len(a) == 0:
         return np.zeros(0, np.int64)
-    bound = (float(np.abs(a).max()) * float(ca.max()) + float(np.abs(b).max()) * float(cb.max())) \
-        * float(num.max()) * 2.0
+    bound = (_abs_max(a) * float(ca.max()) + _abs_max(b) * float(cb.max())) * float(num.max()) * 2.0
     if bound < _SLOW_PATH_LIMIT:       # the common case: one int64 pass, no per-row estimate
         slow = np.zeros(len(a), bool)
         any_slow = False
@@ -549,16 +610,30 @@ def _exact_cents(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray,
         den_ = np.where(slow, 1, den)
     else:
         a_, ca_, b_, cb_, num_, den_ = a, ca, b, cb, num, den
-    total = (a_ * ca_ + b_ * cb_) * num_
-    d = CENTS_DIVISOR * den_c * den_
-    out = np.sign(total) * ((np.abs(total) * 2 + d) // (2 * d))
+    total = a_ * ca_
+    if b_.any():
+        total += b_ * cb_
+    total *= num_
+    d = den_ * (CENTS_DIVISOR * den_c)
+    negative = total < 0
+    out = np.abs(total, out=total)
+    out *= 2
+    out += d
+    d *= 2
+    out //= d
+    np.negative(out, out=out, where=negative)
     if any_slow:
         for i in np.flatnonzero(slow):
             t = (int(a[i]) * int(ca[i]) + int(b[i]) * int(cb[i])) * int(num[i])
             dd = CENTS_DIVISOR * den_c * int(den[i])
             sign = -1 if t < 0 else 1
             out[i] = sign * ((abs(t) * 2 + dd) // (2 * dd))
-    return out.astype(np.int64)
+    return out.astype(np.int64, copy=False)
+
+
+def _abs_max(x: np.ndarray) -> float:
+    """max(|x|) without an array of absolute values."""
+    return float(max(abs(int(x.max())), abs(int(x.min()))))
 
 
 def _factor_codes(values: Any) -> tuple[np.ndarray, int]:
@@ -655,8 +730,7 @@ def _texts(bits: np.ndarray, extra: dict[str, tuple[np.ndarray, list | None]], t
     if status is not None:
         columns["status"] = status[pos].astype(np.int64)
     key = _combined_key(list(columns.values()))
-    first = np.full(int(key.max()) + 1, len(pos), np.int64)
-    np.minimum.at(first, key, np.arange(len(pos)))
+    first = _first_rows(key, int(key.max()) + 1)
     index = {"": 0}
     combo_code = np.empty(len(first), np.int32)
     for j, f in enumerate(first):
@@ -675,27 +749,79 @@ def _texts(bits: np.ndarray, extra: dict[str, tuple[np.ndarray, list | None]], t
                 parts.append(template.format(**values))
         text = "; ".join(parts)
         combo_code[j] = index.setdefault(text, len(index))
-    codes = np.zeros(n, np.int32)
+    codes = np.zeros(n, _code_dtype(len(index)))
     codes[pos] = combo_code[key]
     return pd.Categorical.from_codes(codes, categories=list(index))
 
 
-def _categorical(codes: np.ndarray, values: list) -> pd.Categorical:
-    """Text column from int codes (-1 = missing). Categorical: a million lines cost one int array.
+def _categorical(codes: np.ndarray, values: list, rows: np.ndarray | None = None) -> pd.Categorical:
+    """Text column from int codes (-1 = missing), or from ``codes[rows]`` when ``rows`` is given (codes
+    per profile, say). Categorical: a million lines cost one small int array.
 
     "" is always a category so ``fillna("")`` works on the column.
     """
     cats = list(values)
     if "" not in cats:
         cats.append("")
-    return pd.Categorical.from_codes(codes.astype(np.int32), categories=cats, validate=False)
+    small = _code_dtype(len(cats))
+    codes = codes.astype(small) if rows is None else codes.astype(small)[rows]
+    return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+
+
+def _code_dtype(n_categories: int) -> type:
+    """The code width pandas keeps for that many categories (so no second copy of the codes is made)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
 
 
 # ------------------------------------------------------------------------------------------------
 # The pricing function
 
 
-def _facility(lines: pd.DataFrame, pos_table: pd.DataFrame | None, settings: Settings) -> np.ndarray:
+def _date_codes(lines: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the service dates (-1 = missing) and the distinct dates: factorised once per call."""
+    codes, uniq = pd.factorize(lines["service_date"])
+    return codes.astype(np.int64), np.asarray(uniq)
+
+
+def _dense_ids(key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ids 0..K-1 of non-negative int keys below ``size``, and the key of each id.
+
+    A small key space (the usual case: a few codes x modifiers x releases) is handled with a presence
+    table instead of hashing a million keys.
+    """
+    if size <= 2 * len(key) + (1 << 16):
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        keys = np.flatnonzero(seen)
+        where = np.empty(size, dtype=np.int64)
+        where[keys] = np.arange(len(keys))
+        return where[key], keys
+    ids, keys = pd.factorize(key)
+    return ids.astype(np.int64), np.asarray(keys, dtype=np.int64)
+
+
+def _first_rows(ids: np.ndarray, n_ids: int) -> np.ndarray:
+    """Smallest row position of each id (ids cover 0..n_ids-1)."""
+    first = np.empty(n_ids, dtype=np.int64)
+    first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+    return first
+
+
+class _Gather:
+    """``table[ids]`` evaluated only at the positions asked for: a per-line view of a small table."""
+
+    def __init__(self, table: np.ndarray, ids: np.ndarray) -> None:
+        self.table, self.ids = table, ids
+
+    def __getitem__(self, pos: Any) -> np.ndarray:
+        return self.table[self.ids[pos]]
+
+
+def _facility(lines: pd.DataFrame, pos_table: pd.DataFrame | None, settings: Settings,
+              dates: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Facility rate per line: the decision shared with the POS checks, made once per (POS, date)."""
     from scrubber.checks.place_of_service import facility_setting, load_pos_table
 
@@ -705,17 +831,20 @@ def _facility(lines: pd.DataFrame, pos_table: pd.DataFrame | None, settings: Set
     if n == 0:
         return np.zeros(0, bool)
     p_codes, p_uniq = pd.factorize(lines["place_of_service"])
-    d_codes, d_uniq = pd.factorize(lines["service_date"])
-    key = (p_codes.astype(np.int64) + 1) * (len(d_uniq) + 1) + d_codes + 1
-    k_codes, k_uniq = pd.factorize(key)
-    first = np.full(len(k_uniq), n, np.int64)
-    np.minimum.at(first, k_codes, np.arange(n))
+    d_codes, d_uniq = dates if dates is not None else _date_codes(lines)
+    key = p_codes.astype(np.int64)
+    key += 1
+    key *= len(d_uniq) + 1
+    key += d_codes
+    key += 1
+    pair, keys = _dense_ids(key, (len(p_uniq) + 1) * (len(d_uniq) + 1))
+    first = _first_rows(pair, len(keys))
     pos_u = pd.Series(np.asarray(p_uniq, dtype=object)[p_codes[first]], dtype=object)
     pos_u[p_codes[first] < 0] = None
     date_u = pd.Series(np.asarray(d_uniq)[d_codes[first]])
     date_u[d_codes[first] < 0] = pd.NaT
     fac_u = facility_setting(pos_u, date_u, pos_table)
-    return pd.Series(fac_u).fillna(False).to_numpy(dtype=bool)[k_codes]
+    return pd.Series(fac_u).fillna(False).to_numpy(dtype=bool)[pair]
 
 
 def annotate_and_price(lines: pd.DataFrame, ref: Any, pos_table: pd.DataFrame | None,
@@ -726,48 +855,214 @@ def annotate_and_price(lines: pd.DataFrame, ref: Any, pos_table: pd.DataFrame | 
     million lines; "" is always a category so ``fillna("")`` works).
     """
     settings = settings or Settings()
-    return _price(lines, ref, _facility(lines, pos_table, settings), settings)
+    dates = _date_codes(lines)
+    return _price(lines, ref, _facility(lines, pos_table, settings, dates), settings, dates)
 
 
 def _locality_codes(col: pd.Series) -> tuple[np.ndarray, list]:
     """Factorized, stripped text column; blank counts as missing (-1)."""
     codes, uniq = pd.factorize(col)
+    codes = codes.astype(np.int64, copy=False)
     values = [str(u).strip() for u in uniq]
     blank = np.array([v == "" for v in values] + [True])
-    codes = np.where(blank[codes], -1, codes)
-    return codes.astype(np.int64), values
+    codes[blank[codes]] = -1
+    return codes, values
 
 
-def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settings) -> pd.DataFrame:
+@dataclass
+class _Profiles:
+    """What the line's release, code and modifiers decide, once per distinct (release, code, modifiers).
+
+    Every array has one entry per profile; ``of_line`` maps lines to profiles. Adjustment and note
+    bits here are the ones that follow from the profile alone (the rest depend on the locality, the
+    NPIs, units and the multiple-procedure ranking and are added per line).
+    """
+
+    of_line: np.ndarray
+    grow: np.ndarray          # global PPRRVU row, -1 none
+    row_pref: np.ndarray      # row of the pricing modifier, -1 none
+    has_row: np.ndarray
+    in_release: np.ndarray
+    status: np.ndarray        # STATUS_ORDER index, -1 unknown
+    payable: np.ndarray
+    zero_status: np.ndarray
+    fee_status: np.ndarray
+    row_mod: np.ndarray       # text code of the row's modifier
+    mult: np.ndarray
+    bil_num: np.ndarray
+    bil_den: np.ndarray
+    frac_num: np.ndarray      # bilateral x split care x co-surgery x assistant (unreduced)
+    frac_den: np.ndarray
+    split: np.ndarray         # split-care percentage (0 unless billed with 54/55/56 on a payable line)
+    asst_npp: np.ndarray
+    adj: np.ndarray
+    note: np.ndarray
+
+
+def _profiles(rel_idx: np.ndarray, h_codes: np.ndarray, h_values: np.ndarray, m_codes: np.ndarray,
+              mf: _ModifierFlags, releases: list[_Release], comb: _Combined) -> _Profiles:
+    """Per-profile facts (see :class:`_Profiles`); lines gather them with one index each."""
+    k_rel, n_h, n_m = len(releases), len(h_values) + 1, len(mf.pref)
+    # -1 (no release / missing code / no modifiers) maps to the last slot of each dimension
+    rel = np.where(rel_idx < 0, k_rel, rel_idx)
+    hc = np.where(h_codes < 0, n_h - 1, h_codes)
+    mc = np.where(m_codes < 0, n_m - 1, m_codes)
+    of_line, keys = _dense_ids((rel * n_h + hc) * n_m + mc, (k_rel + 1) * n_h * n_m)
+    p_rel, p_h, p_m = keys // (n_h * n_m), keys // n_m % n_h, keys % n_m
+
+    table = np.full((k_rel + 1, len(PRICING_MODIFIERS), n_h), -1, np.int64)
+    for k, release in enumerate(releases):
+        hk = release.hcpcs_index.get_indexer(h_values)
+        rows = np.where(hk >= 0, release.rows_by_mod[:, np.maximum(hk, 0)], -1)
+        table[k, :, : n_h - 1] = np.where(rows >= 0, rows + comb.row_offset[k], -1)
+    pref = mf.pref[p_m]
+    row_pref = table[p_rel, pref, p_h]
+    grow = np.where(row_pref >= 0, row_pref, table[p_rel, 0, p_h])
+    has_row = grow >= 0
+    in_release = p_rel < k_rel
+    status = comb.status_idx[grow].astype(np.int64)
+    priced_status = _STATUS_PRICED[status] & has_row
+    has50, has52, has53, has62, has66 = (f[p_m] for f in (mf.has50, mf.has52, mf.has53, mf.has62, mf.has66))
+    asst, asst_npp, split_sel = mf.asst[p_m], mf.asst_npp[p_m], mf.split[:, p_m]
+    row_mod = comb.text_codes["modifier"][grow]
+    code_of = {v: i for i, v in enumerate(comb.text_values["modifier"])}
+    n_p = len(keys)
+    adj = np.zeros(n_p, np.int64)
+    note = np.zeros(n_p, np.int64)
+    for bit, m in ((0, "26"), (1, "TC"), (2, "53")):
+        if m in code_of:
+            adj |= (row_mod == code_of[m]).astype(np.int64) << bit
+    no53row = has53 & (pref == 3) & (row_pref < 0) & has_row
+    payable = priced_status & ~has66 & ~no53row
+    note |= (priced_status & has66).astype(np.int64) << 2
+    note |= (payable & has52).astype(np.int64) << 3
+    note |= (priced_status & no53row).astype(np.int64) << 4
+    note |= (~in_release).astype(np.int64) << 0
+    note |= (in_release & ~has_row).astype(np.int64) << 1
+
+    bilat = comb.bilat[grow]
+    bil_num = np.ones(n_p, np.int64)
+    bil_den = np.ones(n_p, np.int64)
+    b150 = payable & has50 & (bilat == 1)
+    b200 = payable & has50 & (bilat == 3)
+    bil_num[b150], bil_den[b150] = BILATERAL_150
+    bil_num[b200], bil_den[b200] = BILATERAL_200
+    adj |= b150.astype(np.int64) << 3
+    adj |= b200.astype(np.int64) << 4
+    adj |= (payable & has50 & (bilat == 2)).astype(np.int64) << 5
+
+    frac_num, frac_den = bil_num.copy(), bil_den.copy()
+    split = np.zeros(n_p, np.int64)
+    sc = payable & split_sel.any(axis=0)
+    if sc.any():
+        split[sc] = (comb.split_pct[:, grow[sc]] * split_sel[:, sc]).sum(axis=0)
+        frac_num[sc] *= split[sc]
+        frac_den[sc] *= 100
+        adj[sc] |= (split[sc] > 0).astype(np.int64) << 12
+        note[sc] |= (split[sc] == 0).astype(np.int64) << 9
+    for mask, (fn, fd), bit in ((payable & has62, CO_SURGERY, 13), (payable & asst & ~asst_npp, ASSISTANT, 14),
+                                (payable & asst_npp, ASSISTANT_NPP, 15)):
+        frac_num[mask] *= fn
+        frac_den[mask] *= fd
+        adj[mask] |= np.int64(1) << bit
+    return _Profiles(of_line=of_line, grow=grow, row_pref=row_pref, has_row=has_row, in_release=in_release,
+                     status=status, payable=payable, zero_status=_STATUS_ZERO[status] & has_row,
+                     fee_status=_STATUS_FEE[status] & has_row, row_mod=row_mod, mult=comb.mult_proc[grow],
+                     bil_num=bil_num, bil_den=bil_den, frac_num=frac_num, frac_den=frac_den, split=split,
+                     asst_npp=asst_npp, adj=adj, note=note)
+
+
+@dataclass
+class _Rates:
+    """Fee schedule amounts once per distinct (PPRRVU row, locality, conversion factor); ``of_line`` maps
+    lines to rates. Amounts are products at 10**9 per dollar; ``p`` is (non-facility, facility)."""
+
+    of_line: np.ndarray
+    grow: np.ndarray
+    work: np.ndarray
+    pe_nf: np.ndarray
+    pe_f: np.ndarray
+    mp: np.ndarray
+    gw: np.ndarray
+    gpe: np.ndarray
+    gmp: np.ndarray
+    cf: np.ndarray
+    in_release: np.ndarray
+    p: np.ndarray             # (2, n_rates)
+    capped: np.ndarray
+
+
+def _rates(grow_ids: np.ndarray, grow_keys: np.ndarray, gl: np.ndarray, cf_sel: np.ndarray, cf_of_sel: np.ndarray,
+           in_release_of_sel: np.ndarray, comb: _Combined) -> _Rates:
+    """Per-rate amounts (see :class:`_Rates`): the formula and the OPPS cap on a few thousand rates.
+
+    ``grow_ids`` (overwritten) index ``grow_keys`` (the distinct PPRRVU rows); ``cf_sel`` indexes
+    ``cf_of_sel`` (the conversion factor of the line's release, QP or not).
+    """
+    n_g, n_l, n_s = len(grow_keys), int(comb.gpci.shape[1]), max(len(cf_of_sel), 1)
+    key = grow_ids                     # the caller's temporary, turned into the rate key in place
+    key *= n_l
+    key += gl
+    key += 1
+    key *= n_s
+    key += cf_sel
+    of_line, keys = _dense_ids(key, n_g * n_l * n_s)
+    del key
+    grow = grow_keys[keys // (n_l * n_s)]
+    loc = keys // n_s % n_l - 1
+    sel = keys % n_s
+    cf = cf_of_sel[sel]
+    work, pe_nf, pe_f, mp = comb.work[grow], comb.pe_nf[grow], comb.pe_f[grow], comb.mp[grow]
+    gw, gpe, gmp = comb.gpci[0][loc], comb.gpci[1][loc], comb.gpci[2][loc]
+    p_nf = (work * gw + pe_nf * gpe + mp * gmp) * cf
+    p_f = (work * gw + pe_f * gpe + mp * gmp) * cf
+    capped = np.zeros(len(keys), bool)
+    elig = np.flatnonzero(comb.opps_eligible[grow] & (loc >= 0) & (grow >= 0))
+    if len(elig):
+        oi = comb.opps_index.get_indexer(grow[elig] * _OPPS_KEY + loc[elig])
+        hit = oi >= 0
+        cpos = elig[hit]
+        p_nf[cpos] = comb.opps_nf[oi[hit]] * CENTS_DIVISOR
+        p_f[cpos] = comb.opps_f[oi[hit]] * CENTS_DIVISOR
+        capped[cpos] = True
+    return _Rates(of_line=of_line, grow=grow, work=work, pe_nf=pe_nf, pe_f=pe_f, mp=mp, gw=gw, gpe=gpe, gmp=gmp,
+                  cf=cf, in_release=in_release_of_sel[sel], p=np.vstack([p_nf, p_f]), capped=capped)
+
+
+class _Positions:
+    """Indexing returns the positions themselves (the intake order used to break ties in rankings)."""
+
+    def __getitem__(self, pos: np.ndarray) -> np.ndarray:
+        return pos
+
+
+def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settings,
+           dates: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+    """The priced frame (module docstring); ``facility`` per line, ``dates`` the lines' :func:`_date_codes`."""
     n = len(lines)
 
     # --- release per line (decided per distinct date) -------------------------------------------
-    d_codes, d_uniq = pd.factorize(lines["service_date"])
-    d_series = pd.Series(np.asarray(d_uniq))
+    d_codes, d_uniq = dates if dates is not None else _date_codes(lines)
+    d_series = pd.Series(d_uniq)
     rel_u = ref.assign(d_series, "rvu").to_numpy(dtype=object)
     r_codes_u, rel_names = pd.factorize(rel_u)
-    rel_idx = np.append(r_codes_u, -1)[d_codes].astype(np.int64)       # -1: no release
+    rel_idx = np.append(r_codes_u, -1)[d_codes]       # -1: no release
     releases = [_prepare_release(ref, str(r), settings) for r in rel_names]
     comb = _combine(ref, releases)
     k_rel = len(releases)
 
-    # --- PPRRVU row per line ----------------------------------------------------------------------
+    # --- PPRRVU row and everything else the code + modifiers decide (per profile) ----------------
     h_codes, h_uniq = pd.factorize(lines["hcpcs"])
     h_values = np.asarray(h_uniq, dtype=object)
-    table = np.full((k_rel + 1, len(PRICING_MODIFIERS), len(h_values) + 1), -1, np.int64)
-    for k, rel in enumerate(releases):
-        hk = rel.hcpcs_index.get_indexer(h_values)
-        rows = np.where(hk >= 0, rel.rows_by_mod[:, np.maximum(hk, 0)], -1)
-        table[k, :, : len(h_values)] = np.where(rows >= 0, rows + comb.row_offset[k], -1)
     mod_col = lines["modifiers"] if "modifiers" in lines.columns else pd.Series("", index=lines.index)
     m_codes, m_uniq = pd.factorize(mod_col)
     mf = _parse_modifiers(list(m_uniq))
-    pref = mf.pref[m_codes]
-    row_pref = table[rel_idx, pref, h_codes]
-    row_glob = table[rel_idx, 0, h_codes]
-    grow = np.where(row_pref >= 0, row_pref, row_glob)      # global row, -1 none
-    has_row = grow >= 0
-    in_release = rel_idx >= 0
+    prof = _profiles(rel_idx, h_codes, h_values, m_codes, mf, releases, comb)
+    del m_codes
+    pid = prof.of_line
+    payable = prof.payable[pid]
+    note_bits = prof.note[pid]
+    adj_bits = prof.adj[pid]
 
     # --- locality: the line's, else the ZIP's, else national --------------------------------------
     gl = np.full(n, -1, np.int64)                            # global locality, -1 national
@@ -784,8 +1079,6 @@ def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settin
         gl = lt[rel_idx, l_codes]
         given = l_codes >= 0
         src[gl >= 0] = 1
-    note_bits = np.zeros(n, np.int64)
-    adj_bits = np.zeros(n, np.int64)
     zip_given = np.zeros(n, bool)
     if "service_zip" in lines.columns and ref.releases("zip"):
         # only lines still without a locality look at their ZIP
@@ -815,103 +1108,70 @@ def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settin
             hit = gz >= 0
             gl[zpos[hit]] = gz[hit]
             src[zpos[hit]] = 2
-    note_bits |= (zip_given & (gl < 0) & ~given).astype(np.int64) << 7
-    bad_given = given & (gl < 0) | (given & (src == 2))
-    note_bits |= bad_given.astype(np.int64) << 6
+    national = gl < 0
+    note_bits |= (zip_given & national & ~given).astype(np.int64) << 7
+    note_bits |= (given & (national | (src == 2))).astype(np.int64) << 6
+    del zip_given, national
 
-    gw, gpe, gmp = comb.gpci[0][gl], comb.gpci[1][gl], comb.gpci[2][gl]
-
-    # --- conversion factor ------------------------------------------------------------------------
-    cf = comb.cf[rel_idx]
+    # --- conversion factor: the release's, or its QP factor (one selector per line) ---------------
+    cf_sel = rel_idx + 1                                   # 0: no release
+    cf_of_sel = np.concatenate([[comb.cf[-1]], comb.cf[:k_rel], comb.cf_qp[:k_rel]])
+    in_release_of_sel = np.concatenate([[False], np.ones(2 * k_rel, bool)])
     if settings.qp_npis:
         qp_line = np.zeros(n, bool)
         for c in ("rendering_npi", "billing_npi"):
             if c in lines.columns:
                 qp_line |= lines[c].isin(list(settings.qp_npis)).to_numpy(dtype=bool)
+        in_release = rel_idx >= 0
         qp_cf = comb.cf_qp[rel_idx]
         known_qp = qp_line & in_release & (qp_cf >= 0)
-        cf = np.where(known_qp, qp_cf, cf)
+        cf_sel = np.where(known_qp, cf_sel + k_rel, cf_sel)
         adj_bits |= (known_qp & (qp_cf != comb.cf[rel_idx])).astype(np.int64) << 18
         note_bits |= (qp_line & in_release & (qp_cf < 0)).astype(np.int64) << 8
 
-    # --- fee schedule amounts per unit (products: 10**9 per dollar) --------------------------------
-    work, pe_nf, pe_f, mpv = comb.work[grow], comb.pe_nf[grow], comb.pe_f[grow], comb.mp[grow]
-    p_nf = (work * gw + pe_nf * gpe + mpv * gmp) * cf
-    p_f = (work * gw + pe_f * gpe + mpv * gmp) * cf
-    capped = np.zeros(n, bool)
-    elig = comb.opps_eligible[grow] & (gl >= 0) & has_row
-    if elig.any():
-        epos = np.flatnonzero(elig)
-        oi = comb.opps_index.get_indexer(grow[epos] * _OPPS_KEY + gl[epos])
-        hit = oi >= 0
-        cpos = epos[hit]
-        p_nf[cpos] = comb.opps_nf[oi[hit]] * CENTS_DIVISOR
-        p_f[cpos] = comb.opps_f[oi[hit]] * CENTS_DIVISOR
-        capped[cpos] = True
-    st = comb.status_idx[grow].astype(np.int64)               # -1 -> sentinel False in the tables
-    priced_status = _STATUS_PRICED[st] & has_row
-    fee_status = _STATUS_FEE[st] & has_row
-    zero_status = _STATUS_ZERO[st] & has_row
-    allowed_nf_c = (p_nf * 2 + CENTS_DIVISOR) // (2 * CENTS_DIVISOR)
-    allowed_f_c = (p_f * 2 + CENTS_DIVISOR) // (2 * CENTS_DIVISOR)
-    p_line = np.where(facility, p_f, p_nf)
-
-    # --- modifiers ---------------------------------------------------------------------------------
-    has50, has52, has53 = mf.has50[m_codes], mf.has52[m_codes], mf.has53[m_codes]
-    has62, has66 = mf.has62[m_codes], mf.has66[m_codes]
-    asst, asst_npp = mf.asst[m_codes], mf.asst_npp[m_codes]
-    split_sel = mf.split[:, m_codes]
-    row_mod = comb.text_codes["modifier"][grow]
-    mod_values = comb.text_values["modifier"]
-    code_of = {v: i for i, v in enumerate(mod_values)}
-    for bit, m in ((0, "26"), (1, "TC"), (2, "53")):
-        if m in code_of:
-            adj_bits |= (row_mod == code_of[m]).astype(np.int64) << bit
-    no53row = has53 & (pref == 3) & (row_pref < 0) & has_row
-    payable = priced_status & ~has66 & ~no53row
-    note_bits |= (priced_status & has66).astype(np.int64) << 2
-    note_bits |= (payable & has52).astype(np.int64) << 3
-    note_bits |= (priced_status & no53row).astype(np.int64) << 4
-    note_bits |= (~in_release).astype(np.int64) << 0
-    note_bits |= (in_release & ~has_row).astype(np.int64) << 1
-    adj_bits |= (capped & payable).astype(np.int64) << 17
+    # --- fee schedule amounts per unit (products: 10**9 per dollar), once per rate -----------------
+    g_of_prof, grow_keys = _dense_ids(prof.grow + 1, len(comb.work) + 1)
+    rates = _rates(g_of_prof[pid], grow_keys - 1, gl, cf_sel, cf_of_sel, in_release_of_sel, comb)
+    del cf_sel
+    rid = rates.of_line
+    frid = facility.astype(np.int64)
+    frid *= len(rates.cf)
+    frid += rid                                            # (facility, rate) in the stacked tables
+    p_line = rates.p.ravel()[frid]
+    adj_bits |= (rates.capped[rid] & payable).astype(np.int64) << 17
 
     # --- units -------------------------------------------------------------------------------------
     units = pd.to_numeric(lines["units"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    units_h = np.rint(np.nan_to_num(units, nan=1.0) * UNITS_SCALE).astype(np.int64)
+    units = np.nan_to_num(units, nan=1.0)
+    units *= UNITS_SCALE
+    units_h = np.rint(units, out=units).astype(np.int64)
+    del units
     adj_bits |= ((units_h != UNITS_SCALE) & payable).astype(np.int64) << 19
-
-    # --- bilateral (before ranking) ----------------------------------------------------------------
-    bilat = comb.bilat[grow]
-    bil_num = np.ones(n, np.int64)
-    bil_den = np.ones(n, np.int64)
-    b150 = payable & has50 & (bilat == 1)
-    b200 = payable & has50 & (bilat == 3)
-    bil_num[b150], bil_den[b150] = BILATERAL_150
-    bil_num[b200], bil_den[b200] = BILATERAL_200
-    adj_bits |= b150.astype(np.int64) << 3
-    adj_bits |= b200.astype(np.int64) << 4
-    adj_bits |= (payable & has50 & (bilat == 2)).astype(np.int64) << 5
 
     # --- components a (whole / PC / non-PE) and b (TC / PE), factors in 20ths x units --------------
     a = p_line.copy()
     b = np.zeros(n, np.int64)
-    ca = COMPONENT_DEN * units_h
-    cb = COMPONENT_DEN * units_h
-    value = p_line.astype(np.float64) * units_h * bil_num / bil_den      # ranking value
-    order = np.arange(n)
+    ca = units_h * COMPONENT_DEN
+    cb = ca.copy()
     rank_out = np.zeros(n, np.int64)
     mppr_std = np.zeros(n, bool)
     base_code = np.full(n, -1, np.int64)                          # endoscopy base (endo_base value index)
-    mult = comb.mult_proc[grow]
+    mult = prof.mult[pid]
     cand = np.flatnonzero(payable & (mult >= 1) & (mult <= 7) & (p_line > 0))
     if len(cand):
+        grow = _Gather(prof.grow, pid)
+        bil_num, bil_den = _Gather(prof.bil_num, pid), _Gather(prof.bil_den, pid)
+        value = np.zeros(n)                                          # ranking value (candidates only)
+        value[cand] = p_line[cand].astype(np.float64) * units_h[cand] * bil_num[cand] / bil_den[cand]
+        order = _Positions()
+        gw, gpe, gmp, cf = (_Gather(x, rid) for x in (rates.gw, rates.gpe, rates.gmp, rates.cf))
+        pe_f, pe_nf = _Gather(rates.pe_f, rid), _Gather(rates.pe_nf, rid)
+        row_mod = _Gather(prof.row_mod, pid)
         grp = _group_ids(lines, cand, settings.provider_key, d_codes)
         mcat = mult[cand].astype(np.int64)
         mcat = np.where(mcat == 1, 2, mcat)          # pre-1995 indicator 1: standard rule
         _therapy(cand[mcat == 5], grp[mcat == 5], facility, pe_f, pe_nf, gpe, cf, p_line, units_h, order,
                  a, b, cb, adj_bits)
-        pc_prod = None
         for cat, tc_f, pc_f, bit in ((4, IMAGING_TC, IMAGING_PC, 8), (6, CARDIO_TC, COMPONENT_DEN, 9),
                                      (7, OPHTH_TC, COMPONENT_DEN, 10)):
             sel = mcat == cat
@@ -925,8 +1185,6 @@ def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settin
             rk = _rank_desc(sg[multi], value[ipos], order[ipos])
             rank_out[ipos] = rk
             lp = ipos[rk > 1]
-            if pc_prod is None:
-                pc_prod = np.zeros(n, np.int64)
             # PC part of a global line: its 26 row priced the same way; no 26 row -> all technical
             m = comb.text_values["modifier"]
             is_pc = row_mod[lp] == (m.index("26") if "26" in m else -2)
@@ -944,37 +1202,27 @@ def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settin
             _standard_rule(cand[st_sel], grp[st_sel], mcat[st_sel], comb, grow, h_codes, h_values, facility,
                            gw, gpe, gmp, cf, a, value, p_line, units_h, bil_num, bil_den, order, rank_out,
                            mppr_std, adj_bits, note_bits, base_code)
+        del value
+    del mult, h_codes
 
-    num = bil_num.copy()
-    den = bil_den.copy()
-    num[mppr_std] *= MPPR_SUBSEQUENT[0]
-    den[mppr_std] *= MPPR_SUBSEQUENT[1]
-
-    # --- split care, co-surgery, assistant, NPP ----------------------------------------------------
-    split = np.zeros(n, np.int64)
-    sc = payable & split_sel.any(axis=0)
-    if sc.any():
-        spos = np.flatnonzero(sc)
-        split[spos] = (comb.split_pct[:, grow[spos]] * split_sel[:, spos]).sum(axis=0)
-        num[spos] *= split[spos]
-        den[spos] *= 100
-        adj_bits[spos] |= (split[spos] > 0).astype(np.int64) << 12
-        note_bits[spos] |= (split[spos] == 0).astype(np.int64) << 9
-    masks = [(payable & has62, CO_SURGERY, 13), (payable & asst & ~asst_npp, ASSISTANT, 14),
-             (payable & asst_npp, ASSISTANT_NPP, 15)]
+    # --- the line's fraction: profile (bilateral, split care, co-surgery, assistant) x MPPR x NPP ----
+    f_key = pid * 4
+    f_key += mppr_std * 2
     if settings.npp_npis and "rendering_npi" in lines.columns:
-        npp = payable & lines["rendering_npi"].isin(list(settings.npp_npis)).to_numpy(dtype=bool) & ~asst_npp
-        masks.append((npp, NPP, 16))
-    for mask, (fn, fd), bit in masks:
-        if mask.any():
-            mpos = np.flatnonzero(mask)
-            num[mpos] *= fn
-            den[mpos] *= fd
-            adj_bits[mpos] |= np.int64(1) << bit
-    g = np.gcd(num, den)
+        npp = payable & lines["rendering_npi"].isin(list(settings.npp_npis)).to_numpy(dtype=bool) \
+            & ~prof.asst_npp[pid]
+        adj_bits |= npp.astype(np.int64) << 16
+        f_key += npp
+        del npp
+    f_ids, f_keys = _dense_ids(f_key, len(prof.grow) * 4)
+    del f_key
+    f_prof, f_mppr, f_npp = f_keys // 4, (f_keys >> 1) & 1, f_keys & 1
+    f_num = prof.frac_num[f_prof] * np.where(f_mppr == 1, MPPR_SUBSEQUENT[0], 1) * np.where(f_npp == 1, NPP[0], 1)
+    f_den = prof.frac_den[f_prof] * np.where(f_mppr == 1, MPPR_SUBSEQUENT[1], 1) * np.where(f_npp == 1, NPP[1], 1)
+    g = np.gcd(f_num, f_den)
     g[g == 0] = 1
-    num //= g
-    den //= g
+    num, den = (f_num // g)[f_ids], (f_den // g)[f_ids]
+    del f_ids
 
     # --- exact cents -------------------------------------------------------------------------------
     den_c = COMPONENT_DEN * UNITS_SCALE
@@ -982,58 +1230,92 @@ def _price(lines: pd.DataFrame, ref: Any, facility: np.ndarray, settings: Settin
     # before multiple-procedure reductions (basis of the "mppr" amount at risk)
     full_c = cents.copy()
     touched = mppr_std | (rank_out > 1) | (b != 0) | ((adj_bits >> 6 | adj_bits >> 11) & 1).astype(bool)
-    reduced = np.flatnonzero(touched & payable)
+    touched &= payable
+    reduced = np.flatnonzero(touched)
+    del touched, a, ca, cb
     if len(reduced):
         num0 = np.where(mppr_std[reduced], num[reduced] * MPPR_SUBSEQUENT[1], num[reduced])
         den0 = np.where(mppr_std[reduced], den[reduced] * MPPR_SUBSEQUENT[0], den[reduced])
         zeros = np.zeros(len(reduced), np.int64)
         full_c[reduced] = _exact_cents(p_line[reduced], COMPONENT_DEN * units_h[reduced], zeros, zeros,
                                        num0, den0, den_c)
-    known = payable | zero_status          # payable: amount; not paid by status: 0; else unknown
-    expected = pd.arrays.IntegerArray(np.where(payable, cents, 0), ~known)
+    del num, den, b, p_line, mppr_std
+    not_payable = ~payable
+    known = payable | prof.zero_status[pid]    # payable: amount; not paid by status: 0; else unknown
+    cents[not_payable] = 0
+    full_c[not_payable] = 0
+    del not_payable
+    unknown = ~known
+    expected = pd.arrays.IntegerArray(cents, unknown)
 
     # --- output columns (collected, then added in one concat: cheaper than 40 insertions) ---------
     cols: dict[str, Any] = {}
     cols["rvu_release"] = _categorical(rel_idx, [str(r) for r in rel_names])
-    cols["locality_used"] = _categorical(comb.loc_code[gl], comb.loc_values)
+    cols["locality_used"] = _categorical(comb.loc_code, comb.loc_values, gl)
     cols["locality_source"] = pd.Categorical.from_codes(src, categories=[NATIONAL, "line", "zip"])
     cols["setting"] = pd.Categorical.from_codes(facility.astype(np.int8), categories=["nonfacility", "facility"])
-    pm_codes = np.where(has_row, row_mod, -1)
-    pm = _categorical(pm_codes, mod_values).fillna("")
-    cols["pricing_modifier"] = pm
+    mod_values = comb.text_values["modifier"]
+    pm_values = list(mod_values) + ([""] if "" not in mod_values else [])
+    pm_codes = np.where(prof.has_row & (prof.row_mod >= 0), prof.row_mod, pm_values.index(""))
+    cols["pricing_modifier"] = pd.Categorical.from_codes(pm_codes.astype(_code_dtype(len(pm_values)))[pid],
+                                                         categories=pm_values, validate=False)
     for c in _TEXT_COLUMNS:
         if c != "modifier":
-            cols[c] = _categorical(comb.text_codes[c][grow], comb.text_values[c])
+            cols[c] = _categorical(comb.text_codes[c][prof.grow], comb.text_values[c], pid)
     # True / False, None where the code is not in the release (object: `.eq(True)` stays a plain mask)
     tri = np.array([False, True, None], dtype=object)
-    cols["nonfacility_na"] = tri[np.where(has_row, comb.nonfac_na[grow], 2)]
-    cols["facility_na"] = tri[np.where(has_row, comb.fac_na[grow], 2)]
-    cols["work_rvu"] = np.where(has_row, work / RVU_SCALE, np.nan)
-    cols["pe_rvu"] = np.where(has_row, np.where(facility, pe_f, pe_nf) / RVU_SCALE, np.nan)
-    cols["mp_rvu"] = np.where(has_row, mpv / RVU_SCALE, np.nan)
-    cols["gpci_work"] = gw / GPCI_SCALE
-    cols["gpci_pe"] = gpe / GPCI_SCALE
-    cols["gpci_mp"] = gmp / GPCI_SCALE
-    cols["conversion_factor"] = np.where(in_release, cf / CF_SCALE, np.nan)
-    cols["allowed_nonfacility"] = np.where(fee_status, allowed_nf_c / 100, np.nan)
-    cols["allowed_facility"] = np.where(fee_status, allowed_f_c / 100, np.nan)
-    cols["opps_capped"] = capped & fee_status
+    cols["nonfacility_na"] = tri[np.where(prof.has_row, comb.nonfac_na[prof.grow], 2)[pid]]
+    cols["facility_na"] = tri[np.where(prof.has_row, comb.fac_na[prof.grow], 2)[pid]]
+    # per-rate values (NaN where the line has no PPRRVU row / no fee-schedule status), one gather each
+    r_row = rates.grow >= 0
+    r_fee = (_STATUS_FEE[comb.status_idx[rates.grow].astype(np.int64)] & r_row)
+    cols["work_rvu"] = np.where(r_row, rates.work / RVU_SCALE, np.nan)[rid]
+    cols["pe_rvu"] = np.where(r_row, np.vstack([rates.pe_nf, rates.pe_f]) / RVU_SCALE, np.nan).ravel()[frid]
+    cols["mp_rvu"] = np.where(r_row, rates.mp / RVU_SCALE, np.nan)[rid]
+    cols["gpci_work"] = (rates.gw / GPCI_SCALE)[rid]
+    cols["gpci_pe"] = (rates.gpe / GPCI_SCALE)[rid]
+    cols["gpci_mp"] = (rates.gmp / GPCI_SCALE)[rid]
+    cols["conversion_factor"] = np.where(rates.in_release, rates.cf / CF_SCALE, np.nan)[rid]
+    allowed = np.where(r_fee, (rates.p * 2 + CENTS_DIVISOR) // (2 * CENTS_DIVISOR) / 100, np.nan)
+    cols["allowed_nonfacility"] = allowed[0][rid]
+    cols["allowed_facility"] = allowed[1][rid]
+    cols["opps_capped"] = (rates.capped & r_fee)[rid]
+    del frid, rid
     cols["expected_allowed_cents"] = expected
-    cols["expected_allowed"] = np.where(known, np.where(payable, cents, 0) / 100, np.nan)
-    cols["unreduced_allowed"] = np.where(known, np.where(payable, full_c, 0) / 100, np.nan)
+    expected_allowed = cents / 100
+    expected_allowed[unknown] = np.nan
+    cols["expected_allowed"] = expected_allowed
+    unreduced = full_c / 100
+    unreduced[unknown] = np.nan
+    cols["unreduced_allowed"] = unreduced
+    del full_c, unknown, known
     cols["mppr_rank"] = rank_out
-    units_text = np.where(units_h % UNITS_SCALE == 0, units_h // UNITS_SCALE, -1)
+    adj_bits[~payable] &= 0b111
     cols["adjustments"] = _texts(
-        np.where(payable, adj_bits, adj_bits & 0b111),
-        {"rank": (rank_out, None), "split": (split, None), "base": (base_code, comb.text_values["endo_base"]),
-         "units": (np.where(units_text >= 0, units_text, units_h), None)}, _ADJ)
-    fallback = np.where(src == 2, 1, 0)
-    cols["pricing_note"] = _texts(note_bits, {"fallback": (fallback, list(_FALLBACK)),
+        adj_bits,
+        {"rank": (rank_out, None), "split": (_Gather(prof.split, pid), None),
+         "base": (base_code, comb.text_values["endo_base"]), "units": (_UnitsText(units_h), None)}, _ADJ)
+    del adj_bits
+    cols["pricing_note"] = _texts(note_bits, {"fallback": (_Gather(np.array([0, 0, 1]), src), list(_FALLBACK)),
                                              "locality": (l_codes, loc_values)}, _NOTE,
-                                 status=np.where(has_row, st, -1))
-    new = pd.DataFrame(cols, index=lines.index)
+                                 status=np.where(prof.has_row, prof.status, -1).astype(np.int8)[pid])
+    new = pd.DataFrame(cols, index=lines.index, copy=False)
     base = lines.drop(columns=[c for c in cols if c in lines.columns])
     return pd.concat([base, new], axis=1)
+
+
+class _UnitsText:
+    """The {units} value of the adjustment text at the positions asked for: whole units as such, else
+    hundredths (as units_h)."""
+
+    def __init__(self, units_h: np.ndarray) -> None:
+        self.units_h = units_h
+
+    def __getitem__(self, pos: Any) -> Any:
+        u = self.units_h[pos]
+        whole = np.where(u % UNITS_SCALE == 0, u // UNITS_SCALE, -1)
+        out = np.where(whole >= 0, whole, u)
+        return out[()] if out.ndim == 0 else out
 
 
 def _therapy(tpos: np.ndarray, tgrp: np.ndarray, facility: np.ndarray, pe_f: np.ndarray, pe_nf: np.ndarray,
@@ -1073,7 +1355,8 @@ def _standard_rule(spos: np.ndarray, sg: np.ndarray, mcat: np.ndarray, comb: _Co
     base_e = comb.text_codes["endo_base"][grow[spos]].astype(np.int64)   # index into endo_values, -1
     endo_values = comb.text_values["endo_base"]
     is_fam3 = (mcat == 3) & (base_row >= 0) & (base_e >= 0)
-    own_e = pd.Index(endo_values, dtype=object).get_indexer(np.asarray(h_values, dtype=object)[h_codes[spos]])
+    own_by_code = pd.Index(endo_values, dtype=object).get_indexer(np.asarray(h_values, dtype=object))
+    own_e = own_by_code[h_codes[spos]]
     ne = len(endo_values) + 1
     fam_keys = pd.Index(np.unique(sg[is_fam3] * ne + base_e[is_fam3]))
     joins = ~is_fam3 & (own_e >= 0) & (fam_keys.get_indexer(sg * ne + own_e) >= 0)

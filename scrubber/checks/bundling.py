@@ -54,6 +54,7 @@ from scrubber.checks.engine import (
     concat_results,
     day_numbers,
     empty_result,
+    factorized,
     format_combinations,
     history_rows,
     line_modifiers,
@@ -62,7 +63,6 @@ from scrubber.checks.engine import (
     member,
     release_codes,
     same_day_keys,
-    sorted_unique,
     take_rows,
     text_in,
     text_values,
@@ -103,7 +103,8 @@ class _Elements:
         codes_h = code_ints(self.hist["hcpcs"]) if self.hist is not None else np.zeros(0, np.int64)
         self.codes = np.concatenate([batch_code_ints(ctx), codes_h])
         days_h = day_numbers(self.hist["service_date"]) if self.hist is not None else np.zeros(0, np.int64)
-        self.days = np.concatenate([day_numbers(lines["service_date"]), days_h])
+        days_b = cached(ctx, "days:service_date", lambda: day_numbers(lines["service_date"]))
+        self.days = np.concatenate([days_b, days_h])
         self.is_batch = np.arange(len(self.group)) < self.n_batch
         uid_h = (pd.to_numeric(self.hist["line_uid"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
                  if self.hist is not None and "line_uid" in self.hist else np.full(len(self.h_rows), -1, np.int64))
@@ -115,9 +116,29 @@ class _Elements:
         self.mod_sets: list[tuple[str, ...]] = list(mods_b.sets) + (list(mods_h.sets) if mods_h is not None else [])
         self.mod_code = np.concatenate([mods_b.codes, mods_h.codes + len(mods_b.sets)]) if mods_h is not None \
             else mods_b.codes
+        self._code_table: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.group)
+
+    def code_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct packed codes, index into them per element): code tests run on the few distinct codes."""
+        if self._code_table is None:
+            ids, values = pd.factorize(self.codes)
+            self._code_table = np.asarray(values, dtype=np.int64), ids.astype(np.int64)
+        return self._code_table
+
+    def code_in(self, pool: np.ndarray) -> np.ndarray:
+        """member(self.codes, pool), decided once per distinct code."""
+        values, ids = self.code_table()
+        return member(values, np.asarray(pool))[ids]
+
+    def in_groups(self, idx: np.ndarray) -> np.ndarray:
+        """Elements in the same-day group of any element of ``idx`` (groups are dense ids; -1: none)."""
+        hot = np.zeros(int(self.group.max(initial=-1)) + 2, dtype=bool)
+        hot[self.group[idx]] = True
+        hot[-1] = False
+        return hot[self.group]
 
     def mods_any(self, mods: set[str]) -> np.ndarray:
         table = np.array([bool(mods.intersection(s)) for s in self.mod_sets], dtype=bool)
@@ -209,11 +230,12 @@ def _ptp(ctx: CheckContext) -> pd.DataFrame:
     if not rel_uniq or ctx.ptp is None or ctx.ptp.empty:
         return empty_result()
     el = _elements(ctx)
-    present = sorted_unique(el.codes[el.codes >= 0])
+    values, ids = el.code_table()
+    present = np.sort(values[values >= 0])
     table = _restricted_ptp(ctx, present, rel_uniq)
     if table is None:
         return empty_result()
-    k = lookup_sorted(present, el.codes)
+    k = lookup_sorted(present, values)[ids]
     # compact code spaces of the codes that can be column 1 (left) / column 2 (right)
     kl, n1 = _compact_space(table["k1"], len(present))
     kr, n2 = _compact_space(table["k2"], len(present))
@@ -408,11 +430,10 @@ def _bundled_supply(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
     if bundled is None or bundled.empty:
         return empty_result()
     pairs = pd.DataFrame({"item": code_ints(bundled["item"]), "procedure": code_ints(bundled["procedure"])})
-    targets = np.flatnonzero(el.is_batch & member(el.codes, pairs["item"].to_numpy()) & (el.group >= 0))
+    targets = np.flatnonzero(el.is_batch & el.code_in(pairs["item"].to_numpy()) & (el.group >= 0))
     if not len(targets):
         return empty_result()
-    partners = np.flatnonzero(member(el.codes, pairs["procedure"].to_numpy()) & (el.group >= 0)
-                              & member(el.group, el.group[targets]))
+    partners = np.flatnonzero(el.code_in(pairs["procedure"].to_numpy()) & (el.group >= 0) & el.in_groups(targets))
     if not len(partners):
         return empty_result()
     t, p = _same_group_partner(el, targets, partners, pairs)
@@ -433,20 +454,28 @@ def _bundled_supply(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
 
 
 def _status_t(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
-    if not text_in(ctx, "status_code", {"T"}).any():
+    is_t = text_in(ctx, "status_code", {"T"})
+    if not is_t.any():
         return empty_result()
-    status = np.concatenate([text_values(ctx, "status_code"), _status(el.hist)])
-    targets = np.flatnonzero(el.is_batch & (status == "T") & (el.group >= 0))
+    # batch statuses are tested once per distinct value; history ones (a few rows) directly
+    status_h = _status(el.hist)
+    targets = np.flatnonzero(np.concatenate([is_t, np.zeros(len(status_h), bool)]) & (el.group >= 0))
     if not len(targets):
         return empty_result()
-    partners = np.flatnonzero(np.isin(status, list(PAYABLE_FOR_T)) & (el.group >= 0)
-                              & member(el.group, el.group[targets]))
+    payable = np.concatenate([text_in(ctx, "status_code", PAYABLE_FOR_T), np.isin(status_h, list(PAYABLE_FOR_T))])
+    partners = np.flatnonzero(payable & (el.group >= 0) & el.in_groups(targets))
     if not len(partners):
         return empty_result()
     t, p = _same_group_partner(el, targets, partners)
     if not len(t):
         return empty_result()
-    status_codes, status_uniq = pd.factorize(pd.Series(status[p], dtype=object))
+    codes, uniq = factorized(ctx, "status_code")
+    texts_b = np.array([str(u).strip() for u in uniq] + [""], dtype=object)
+    status_p = np.empty(len(p), dtype=object)
+    from_batch = p < el.n_batch
+    status_p[from_batch] = texts_b[codes[p[from_batch]]]
+    status_p[~from_batch] = status_h[p[~from_batch] - el.n_batch]
+    status_codes, status_uniq = pd.factorize(pd.Series(status_p, dtype=object))
 
     def describe(st: int, hist: int) -> str:
         return f"the other service has status {status_uniq[st]}" + (" and was sent in an earlier batch" if hist else "")

@@ -123,10 +123,8 @@ def build_flags(ctx: CheckContext, results: list[pd.DataFrame], *, run_id: str) 
     rb = ctx.rules
     lines = ctx.lines
     hits = _concat_results(results)
-    uid_index = pd.Index(lines["line_uid"].to_numpy(dtype=np.int64))
-    if not uid_index.is_unique:
-        raise ValueError("ctx.lines['line_uid'] is not unique")
-    pos = uid_index.get_indexer(hits["line_uid"]) if len(hits["line_uid"]) else np.zeros(0, np.int64)
+    uids = lines["line_uid"].to_numpy(dtype=np.int64)
+    pos = line_positions(ctx, hits["line_uid"])          # also refuses a batch whose line_uid repeats
     if (pos < 0).any():
         bad = hits["line_uid"][pos < 0][:5].tolist()
         raise ValueError(f"check result refers to line_uid(s) not in the batch: {bad}")
@@ -172,7 +170,7 @@ def build_flags(ctx: CheckContext, results: list[pd.DataFrame], *, run_id: str) 
     out["fix"] = _render_messages(ctx, hits, rule_codes, rule_uniq, pos, related["related_code"],
                                   templates=rb.fix_templates or None)
     out["carc"] = rule_text("carc")
-    out["line_uid"] = uid_index.to_numpy()[pos]
+    out["line_uid"] = uids[pos]
     out["related_line_uid"] = related["related_line_uid"]
     basis = hits["amount_basis"]
     default_basis = np.asarray([str(meta.at[r, "amount_basis"]) for r in rule_uniq] + [""], dtype=object)
@@ -202,6 +200,29 @@ def _concat_results(results: list[pd.DataFrame]) -> dict[str, np.ndarray]:
         out["related_line_uid"] = np.zeros(0, dtype=float)
         return out
     return {c: np.concatenate(v) for c, v in parts.items()}
+
+
+def line_positions(ctx: CheckContext, uids: np.ndarray) -> np.ndarray:
+    """Position in ctx.lines of each line_uid (-1 when not a batch line); ValueError if line_uid repeats.
+
+    Intake numbers lines consecutively, so the usual lookup is a subtraction; anything else uses a
+    (cached) hash index.
+    """
+    def build() -> tuple[int, pd.Index | None]:
+        values = ctx.lines["line_uid"].to_numpy(dtype=np.int64)
+        if len(values) and int(values[-1]) - int(values[0]) == len(values) - 1 and (np.diff(values) == 1).all():
+            return int(values[0]), None
+        index = pd.Index(values)
+        if not index.is_unique:
+            raise ValueError("ctx.lines['line_uid'] is not unique")
+        return 0, index
+
+    first, index = cached(ctx, "line_uid_index", build)
+    uids = np.asarray(uids, dtype=np.int64)
+    if index is not None:
+        return index.get_indexer(uids).astype(np.int64, copy=False)
+    at = uids - first
+    return np.where((at >= 0) & (at < len(ctx.lines)), at, -1)
 
 
 def _take(frame: pd.DataFrame, col: str, pos: np.ndarray) -> Any:
@@ -241,7 +262,7 @@ def _related(ctx: CheckContext, hits: dict[str, np.ndarray]) -> dict[str, Any]:
     code = np.full(n, -1, dtype=np.int64)
     is_batch = has & (source == "batch")
     if is_batch.any():
-        p = pd.Index(lines["line_uid"].to_numpy(dtype=np.int64)).get_indexer(rel_uid[is_batch].astype(np.int64))
+        p = line_positions(ctx, rel_uid[is_batch].astype(np.int64))
         if (p < 0).any():
             raise ValueError("related_line_uid refers to a line not in the batch (set related_source='history' "
                              "for history lines)")
@@ -331,80 +352,89 @@ def _render_messages(ctx: CheckContext, hits: dict[str, np.ndarray], rule_codes:
                      templates: dict[str, list[tuple[str, str | None]]] | None = None) -> pd.Series:
     """Fill each rule's template (the message, or the fix when ``templates`` says so) with per-flag values.
 
-    Flags arrive sorted by rule, so each rule is one contiguous block rendered by one Arrow
-    element-wise join of literal scalars and placeholder columns.
+    Flags arrive sorted by rule, so each rule is one contiguous block. Placeholder values come as codes
+    into small text tables, so a block's text is written once per distinct combination of its codes
+    and expanded with one Arrow take.
     """
     n = len(pos)
     if n == 0:
         return pd.Series([], dtype="str")
     templates = ctx.rules.templates if templates is None else templates
     used = {name for r in rule_uniq for _, name in templates[r] if name}
-    fields = {name: _field_strings(ctx, name, hits, pos, related_code) for name in used}
+    fields = {name: _field_texts(ctx, name, hits, pos, related_code) for name in used}
     bounds = np.flatnonzero(np.diff(rule_codes)) + 1
     starts = np.concatenate([[0], bounds])
     ends = np.concatenate([bounds, [n]])
     chunks = []
     for a, b in zip(starts, ends, strict=True):
-        parts: list[Any] = []
-        for literal, name in templates[rule_uniq[rule_codes[a]]]:
-            if literal:
-                parts.append(pa.scalar(literal, pa.large_string()))
-            if name:
-                parts.append(fields[name].slice(a, b - a))
-        if not any(isinstance(p, pa.Array) for p in parts):
-            text = "".join(p.as_py() for p in parts)
+        template = templates[rule_uniq[rule_codes[a]]]
+        names = [name for _, name in template if name]
+        if not names:
+            text = "".join(literal for literal, _ in template)
             chunks.append(pa.array([text] * (b - a), pa.large_string()))
-        else:
-            chunks.append(pc.binary_join_element_wise(*parts, pa.scalar("", pa.large_string())))
+            continue
+        keys = [fields[name][0][a:b] for name in names]
+        ids, first = combination_ids(*keys)
+        values = [[fields[name][1][c] for c in key[first].tolist()] for name, key in zip(names, keys, strict=True)]
+        texts = []
+        for j in range(len(first)):
+            parts = []
+            k = 0
+            for literal, name in template:
+                parts.append(literal)
+                if name:
+                    parts.append(values[k][j])
+                    k += 1
+            texts.append("".join(parts))
+        chunks.append(pa.array(texts, pa.large_string()).take(pa.array(ids)))
     return pd.Series(pd.array(pa.chunked_array(chunks, pa.large_string()), dtype="str"))
 
 
-def _field_strings(ctx: CheckContext, name: str, hits: dict[str, np.ndarray], pos: np.ndarray,
-                   related_code: np.ndarray) -> pa.Array:
-    """One placeholder's text per flag (Arrow large_string aligned with the sorted flags)."""
+def _field_texts(ctx: CheckContext, name: str, hits: dict[str, np.ndarray], pos: np.ndarray,
+                 related_code: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """One placeholder's text per flag as (code per flag, texts): the sorted flags' values are
+    ``texts[code]``. Missing values get the placeholder's stand-in text, never a null."""
     lines = ctx.lines
     if name == "detail":
-        return _dict_strings(hits["detail"], str, "")
+        return _dict_texts(hits["detail"], str, "")
     if name == "related_hcpcs":
         codes, uniq = factorized(ctx, "hcpcs")
         known = cached(ctx, "hcpcs_text_by_code", lambda: dict(zip(
             code_ints(pd.Series(uniq, dtype=object)).tolist(), (str(u) for u in uniq), strict=True)))
-        return _dict_strings(related_code, lambda c: known.get(c) or code_text(c), "another line", missing_code=-1)
+        return _dict_texts(related_code, lambda c: known.get(c) or code_text(c), "another line", missing_code=-1)
     if name == "hcpcs":
         codes, uniq = factorized(ctx, "hcpcs")
-        return _dict_from_codes(codes[pos], [str(u) for u in uniq])
+        return _code_texts(codes[pos], [str(u) for u in uniq])
     if name == "modifiers":
         mods = line_modifiers(ctx)
         texts = [",".join(m) or "none" for m in mods.sets]
-        return _dict_from_codes(mods.codes[pos], texts)
+        return _code_texts(mods.codes[pos], texts)
     if name not in lines:
-        return pa.array([""] * len(pos), pa.large_string())
+        return np.zeros(len(pos), np.int64), [""]
     if name == "service_date":
         days = cached(ctx, "days:service_date", lambda: day_numbers(lines["service_date"]))[pos]
-        return _dict_strings(days, lambda d: str(np.datetime64(int(d), "D")), "an unknown date", missing_code=NAT_DAY)
+        return _dict_texts(days, lambda d: str(np.datetime64(int(d), "D")), "an unknown date", missing_code=NAT_DAY)
     if name == "units":
-        return _dict_strings(pd.to_numeric(lines["units"], errors="coerce").to_numpy(dtype=float)[pos],
-                             _format_units, "?")
+        return _dict_texts(pd.to_numeric(lines["units"], errors="coerce").to_numpy(dtype=float)[pos],
+                           _format_units, "?")
     codes, uniq = factorized(ctx, name)
-    return _dict_from_codes(codes[pos], [str(u) for u in uniq])
+    return _code_texts(codes[pos], [str(u) for u in uniq])
 
 
-def _dict_from_codes(codes: np.ndarray, texts: list[str], missing: str | None = "") -> pa.Array:
-    """``texts[codes]`` as Arrow large_string; code -1 gives ``missing`` (None = null)."""
+def _code_texts(codes: np.ndarray, texts: list[str], missing: str = "") -> tuple[np.ndarray, list[str]]:
+    """(codes, texts) with code -1 pointing at ``missing`` (appended)."""
     texts = [*texts, missing]
-    codes = np.where(codes < 0, len(texts) - 1, codes)
-    return pa.array(texts, pa.large_string()).take(pa.array(codes))
+    return np.where(codes < 0, len(texts) - 1, codes).astype(np.int64), texts
 
 
-def _dict_strings(values: np.ndarray, fmt: Callable[[Any], str], missing: str,
-                  missing_code: Any = None) -> pa.Array:
-    """Arrow strings of ``fmt(value)``, formatting each distinct value once; nulls (or ``missing_code``)
-    become ``missing``."""
+def _dict_texts(values: np.ndarray, fmt: Callable[[Any], str], missing: str,
+                missing_code: Any = None) -> tuple[np.ndarray, list[str]]:
+    """``fmt(value)`` per distinct value, as (codes, texts); nulls (or ``missing_code``) become ``missing``."""
     values = np.asarray(values)
     codes, uniq = pd.factorize(values, use_na_sentinel=True)
     uniq = np.asarray(uniq, dtype=object)
     texts = [missing if (missing_code is not None and u == missing_code) else fmt(u) for u in uniq]
-    return _dict_from_codes(codes, texts, missing)
+    return _code_texts(codes, texts, missing)
 
 
 def _format_units(v: Any) -> str:
@@ -646,6 +676,26 @@ def compact_codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     return uniq, [lookup_sorted(uniq, a) for a in arrays]
 
 
+def sorted_group_ids(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Ids 0..K-1 of equal int keys, numbered in key order (not first appearance), and K.
+
+    One stable sort: keys built from same-day group ids arrive nearly sorted, and a sort of nearly
+    sorted keys is several times cheaper than hashing a million mostly distinct keys.
+    """
+    if len(keys) == 0:
+        return np.zeros(0, np.int64), 0
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    new = np.empty(len(ranked), dtype=bool)
+    new[0] = True
+    np.not_equal(ranked[1:], ranked[:-1], out=new[1:])
+    run = np.cumsum(new)
+    run -= 1
+    ids = np.empty(len(keys), dtype=np.int64)
+    ids[order] = run
+    return ids, int(run[-1]) + 1
+
+
 def member(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """values[i] in pool, by hashing (no sort); for integer keys."""
     if len(values) == 0 or len(pool) == 0:
@@ -691,22 +741,61 @@ def to_day(value: str) -> int:
     return int(np.datetime64(value, "D").view(np.int64))
 
 
-def _factorize_pair(batch: pd.Series, hist: pd.Series | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Codes of the batch values, and of history values in the same code space (-1: not in the batch).
+def history_codes(hist: pd.Series, uniques: list) -> np.ndarray:
+    """Codes of history values in a batch code space given by its distinct values (-1: not in the batch).
 
     History values absent from the batch cannot share a group with a batch line, so they need no code
     of their own; looking them up in the batch's distinct values avoids factorising the concatenation.
+    A null history value gets the code of the batch's null (when ``uniques`` holds one).
     """
-    codes, uniq = pd.factorize(batch, use_na_sentinel=False)
-    codes = codes.astype(np.int64)
-    if hist is None or not len(hist):
-        return codes, np.zeros(0, np.int64), len(uniq)
     try:
-        found = pc.index_in(arrow_strings(hist), value_set=arrow_strings(pd.Series(uniq, dtype=object)))
-        h_codes = pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        found = pc.index_in(arrow_strings(hist), value_set=arrow_strings(pd.Series(uniques, dtype=object)))
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):   # non-text ids
-        h_codes = pd.Index(uniq).get_indexer(hist.to_numpy()).astype(np.int64)
-    return codes, h_codes, len(uniq)
+        return pd.Index(uniques).get_indexer(hist.to_numpy()).astype(np.int64)
+
+
+def codes_with_null(ctx: CheckContext, column: str) -> tuple[np.ndarray, list]:
+    """Cached factorisation of a ctx.lines column in which a null is a value of its own (code len(uniques)-1)."""
+    def build() -> tuple[np.ndarray, list]:
+        codes, uniq = factorized(ctx, column)
+        uniq = list(uniq)
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(uniq), codes)
+            uniq.append(None)
+        return codes, uniq
+    return cached(ctx, f"factorized_with_null:{column}", build)
+
+
+def provider_codes(ctx: CheckContext, provider_key: str) -> tuple[np.ndarray, list]:
+    """Codes of :func:`provider_values` of ctx.lines (a null is a value of its own) and the distinct values.
+
+    Worked out per distinct NPI from the cached factorisations of the NPI columns, so the families
+    that group by provider share one pass over the million lines.
+    """
+    lines = ctx.lines
+
+    def build() -> tuple[np.ndarray, list]:
+        if provider_key not in lines:
+            if provider_key == "billing_npi" and "rendering_npi" in lines:
+                return codes_with_null(ctx, "rendering_npi")
+            raise KeyError(f"provider key column {provider_key!r} is missing")
+        if provider_key == "rendering_npi" or "rendering_npi" not in lines:
+            return codes_with_null(ctx, provider_key)
+        k_codes, k_uniq = codes_with_null(ctx, provider_key)
+        r_codes, r_uniq = codes_with_null(ctx, "rendering_npi")
+        # a missing or empty provider falls back to the rendering NPI (as provider_values does)
+        empty = np.array([u is None or u != u or str(u) == "" for u in k_uniq], dtype=bool)
+        if not empty[k_codes].any():
+            return k_codes, k_uniq
+        index: dict[Any, int] = {}
+        k_ids = np.array([-1 if e else index.setdefault(u, len(index)) for u, e in zip(k_uniq, empty, strict=True)],
+                         dtype=np.int64)
+        r_ids = np.array([index.setdefault(u, len(index)) for u in r_uniq], dtype=np.int64)
+        codes = np.where(empty[k_codes], r_ids[r_codes], k_ids[k_codes])
+        return codes, list(index)
+
+    return cached(ctx, f"provider_codes:{provider_key}", build)
 
 
 def provider_values(frame: pd.DataFrame, provider_key: str) -> pd.Series:
@@ -737,10 +826,15 @@ def same_day_keys(ctx: CheckContext, provider_key: str | None = None) -> tuple[n
         needed = ("patient_id", "service_date")
         if hist is not None and any(c not in hist for c in needed):
             hist = None
-        p_b, p_h, n_p = _factorize_pair(lines["patient_id"], None if hist is None else hist["patient_id"])
-        v_b, v_h, n_v = _factorize_pair(provider_values(lines, key),
-                                        None if hist is None else provider_values(hist, key))
-        d_b = day_numbers(lines["service_date"])
+        p_b, p_uniq = codes_with_null(ctx, "patient_id")
+        v_b, v_uniq = provider_codes(ctx, key)
+        n_p, n_v = len(p_uniq), len(v_uniq)
+        if hist is not None:
+            p_h = history_codes(hist["patient_id"], p_uniq)
+            v_h = history_codes(provider_values(hist, key), v_uniq)
+        else:
+            p_h = v_h = np.zeros(0, np.int64)
+        d_b = cached(ctx, "days:service_date", lambda: day_numbers(lines["service_date"]))
         d_h = day_numbers(hist["service_date"]) if hist is not None else np.zeros(0, np.int64)
         valid_b = d_b != NAT_DAY
         d_min = d_b[valid_b].min() if valid_b.any() else 0
@@ -795,6 +889,8 @@ class LineModifiers:
         codes, uniq = pd.factorize(raw, use_na_sentinel=True)
         texts = [u if isinstance(u, str) else "" for u in np.asarray(uniq, dtype=object)] + [""]
         self.codes = np.where(codes < 0, len(texts) - 1, codes).astype(np.int64)
+        #: the distinct modifier strings as given (null -> ""), for checks that read the raw text
+        self.texts: list[str] = texts
         self.sets: list[tuple[str, ...]] = [tuple(m for m in _SPLIT_RE.split(t.upper()) if m) for t in texts]
 
     def __len__(self) -> int:

@@ -19,6 +19,7 @@ joins run on one int64 key. Procedures billed with 54 (surgical care only) open 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,7 +27,16 @@ import numpy as np
 import pandas as pd
 
 from scrubber.checks.context import CheckContext
-from scrubber.checks.frequency import YamlDoc, check_keys, expand_codes, isin_text, read_rules_yaml
+from scrubber.checks.engine import (
+    NAT_DAY,
+    cached,
+    codes_with_null,
+    day_numbers,
+    factorized,
+    history_codes,
+    line_modifiers,
+)
+from scrubber.checks.frequency import YamlDoc, check_keys, expand_codes, read_rules_yaml
 from scrubber.errors import RulesError
 from scrubber.schemas import CHECK_RESULT_COLUMNS
 
@@ -195,20 +205,6 @@ def _prepare(frame: pd.DataFrame, source: str, provider_key: str) -> pd.DataFram
     }).reset_index(drop=True)
 
 
-def _add_keys(both: pd.DataFrame) -> pd.DataFrame:
-    """Integer keys for the joins: ``pp`` = (patient, provider), ``key`` = (patient, provider, day).
-    Joining on one int64 instead of three text columns is what keeps a million lines fast."""
-    pp = both.groupby(["patient_id", "provider"], sort=False, dropna=False).ngroup().to_numpy(dtype="int64")
-    both["pp"] = pp
-    both["key"] = pp * _DAY_SPAN + (both["day"].to_numpy() - _DAY_ZERO)
-    return both
-
-
-#: days are offset from 1900-01-01 and fit in 200,000 (to the year 2447) inside the combined key
-_DAY_ZERO = int(np.datetime64("1900-01-01", "D").astype("int64"))
-_DAY_SPAN = 200_000
-
-
 def _history_global_days(history: pd.DataFrame, pprrvu: pd.DataFrame | None) -> pd.Series:
     """Global days of history lines: stored with the line, else looked up by code in the loaded PPRRVU."""
     gd = history["global_days"]
@@ -235,16 +231,263 @@ def _describe(frame: pd.DataFrame, prefix: str) -> pd.Series:
             + frame[f"{p}date"].dt.strftime("%Y-%m-%d") + pd.Series(where, index=frame.index))
 
 
-def _one_per_line(pairs: pd.DataFrame, rule_id: str, reason: pd.Series | str) -> pd.DataFrame:
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in CHECK_RESULT_COLUMNS})
+
+
+# --- batch + history as arrays ---------------------------------------------------------------------------
+
+#: global surgery periods the rules look at, as small integer classes (0 = none of them)
+_GLOBAL_CLASS: dict[str, int] = {"000": 1, "010": 2, "090": 3}
+
+
+def _modifier_pattern(*codes: str) -> re.Pattern:
+    """The :func:`has_modifier` test as one compiled expression (run on distinct modifier strings)."""
+    return re.compile(r"(?:^|,)(?:" + "|".join(codes) + r")(?:,|$)")
+
+
+#: bits of _Rows.code_bits (E/M list facts of the line's code)
+IS_EM, SUPPORTS_25, VISIT_ADDON, ALSO_25, GLOBAL_SURGERY = 1, 2, 4, 8, 16
+#: bits of _Rows.mod_bits (has_modifier facts of the line's modifiers)
+MOD25, MOD57, MOD54, MOD24_25_57 = 1, 2, 4, 8
+_MOD_PATTERNS: dict[int, re.Pattern] = {
+    MOD25: _modifier_pattern("25"), MOD57: _modifier_pattern("57"), MOD54: _modifier_pattern("54"),
+    MOD24_25_57: _modifier_pattern("24", "25", "57"),
+}
+
+
+@dataclass
+class _Rows:
+    """The batch lines, then the history lines of batch patients, as flat arrays (row i of ``both``).
+
+    ``pp`` is a (patient, provider) id shared by batch and history; a history line whose patient or
+    provider no batch line has gets -1 (it can never join a batch line). Code facts (E/M list
+    membership, modifiers, global days) are computed per distinct value and expanded as bit sets.
+    """
+
+    n_batch: int
+    pp: np.ndarray
+    day: np.ndarray                 # day number, NAT_DAY when missing
+    when: np.ndarray                # service date in ns for ordering (missing sorts last)
+    uid: np.ndarray                 # line_uid (0 where missing)
+    uid_na: np.ndarray
+    code_bits: np.ndarray           # IS_EM | SUPPORTS_25 | ...
+    mod_bits: np.ndarray            # MOD25 | MOD57 | ...
+    gclass: np.ndarray              # _GLOBAL_CLASS of the line's global days (0 = other / missing)
+    hcpcs_b: tuple[np.ndarray, np.ndarray]      # batch: code per line, upper-case text per code
+    provider_b: tuple[np.ndarray, np.ndarray]   # batch: provider id per line, text per id
+    hist: pd.DataFrame | None       # prepared history rows (``_prepare`` + global days), row i - n_batch
+    is_hist: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_hist = np.arange(len(self.pp)) >= self.n_batch
+
+    def batch_text(self, which: tuple[np.ndarray, np.ndarray], rows: np.ndarray) -> np.ndarray:
+        codes, texts = which
+        return texts[codes[rows]]
+
+
+def _has(bits: np.ndarray, bit: int) -> np.ndarray:
+    return (bits & bit) != 0
+
+
+def _code_bits(upper: list, em: EmCodes) -> np.ndarray:
+    """E/M-list facts per distinct upper-case code as bits (plus a trailing 0 for a missing code)."""
+    sets = ((IS_EM, em), (SUPPORTS_25, em.supports_25), (VISIT_ADDON, em.visit_addons),
+            (ALSO_25, em.modifier25_also_allowed), (GLOBAL_SURGERY, em.global_surgery))
+    return np.array([sum(bit for bit, codes in sets if c in codes) for c in upper] + [0], dtype=np.uint8)
+
+
+def _modifier_bits(texts: list[str]) -> np.ndarray:
+    """:func:`has_modifier` results per distinct modifier string as bits (plus a trailing 0: no modifiers)."""
+    return np.array([sum(bit for bit, pat in _MOD_PATTERNS.items() if pat.search(t)) for t in texts] + [0],
+                    dtype=np.uint8)
+
+
+def _global_class(values: list) -> np.ndarray:
+    return np.array([_GLOBAL_CLASS.get(v, 0) if isinstance(v, str) else 0 for v in values] + [0], dtype=np.int8)
+
+
+def _batch_providers(ctx: CheckContext, key: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Provider id per batch line (``provider_series`` semantics, worked out per distinct NPI) and text -> id."""
+    lines = ctx.lines
+    index: dict[str, int] = {}
+
+    def text(u: object) -> str:
+        return "" if u is None else str(u)
+
+    if "rendering_npi" in lines.columns:
+        r_codes, r_uniq = codes_with_null(ctx, "rendering_npi")
+    else:
+        r_codes, r_uniq = np.zeros(len(lines), np.int64), [None]
+    r_ids = np.array([index.setdefault(text(u), len(index)) for u in r_uniq], dtype=np.int64)
+    provider = r_ids[r_codes]
+    if key != "rendering_npi" and key in lines.columns:
+        b_codes, b_uniq = codes_with_null(ctx, key)
+        usable = np.array([u is not None and str(u).strip() != "" for u in b_uniq], dtype=bool)
+        b_ids = np.array([index.setdefault(str(u), len(index)) if ok else -1 for u, ok in zip(b_uniq, usable,
+                                                                                             strict=True)],
+                         dtype=np.int64)
+        provider = np.where(usable[b_codes], b_ids[b_codes], provider)
+    return provider, index
+
+
+def _rows(ctx: CheckContext, em: EmCodes) -> _Rows:
+    """Batch + history facts (see :class:`_Rows`)."""
+    lines = ctx.lines
+    key = ctx.settings.provider_key
+    n = len(lines)
+
+    # batch: cached factorisations shared with the other families
+    h_codes, h_uniq = factorized(ctx, "hcpcs")
+    upper = [str(u).upper() for u in h_uniq]
+    code_bits = [_code_bits(upper, em)[h_codes]]
+    if "modifiers" in lines.columns:
+        mods = line_modifiers(ctx)
+        mod_bits = [_modifier_bits(mods.texts)[mods.codes]]
+    else:
+        mod_bits = [np.zeros(n, np.uint8)]
+    if "global_days" in lines.columns:
+        g_codes, g_uniq = factorized(ctx, "global_days")
+        gclass = [_global_class(list(g_uniq))[g_codes]]
+    else:
+        gclass = [np.zeros(n, np.int8)]
+    provider, prov_index = _batch_providers(ctx, key)
+    p_codes, p_uniq = codes_with_null(ctx, "patient_id")
+    n_prov = max(len(prov_index), 1)
+    pp = [p_codes * n_prov + provider]
+    day = [cached(ctx, "days:service_date", lambda: day_numbers(lines["service_date"]))]
+    when = [_when(lines["service_date"])]
+    raw_uid = lines["line_uid"] if "line_uid" in lines.columns else pd.Series(np.arange(n), index=lines.index)
+    uid_b = pd.array(pd.to_numeric(raw_uid, errors="coerce"), dtype="Int64")
+    uid = [uid_b.to_numpy(dtype=np.int64, na_value=0)]
+    uid_na = [np.asarray(uid_b.isna())]
+
+    hist = None
+    history = ctx.history
+    if history is not None and not history.empty:
+        h_patient = history_codes(history["patient_id"], p_uniq)
+        keep = np.flatnonzero(h_patient >= 0)          # only patients of the batch can matter
+        hist = _prepare(history.iloc[keep], "history", key)
+        hist["global_days"] = _history_global_days(hist, getattr(ctx, "pprrvu", None))
+        for col, out, facts in (("hcpcs", code_bits, lambda u: _code_bits(u, em)),
+                                ("modifiers", mod_bits, _modifier_bits), ("global_days", gclass, _global_class)):
+            codes, uniq = pd.factorize(hist[col], use_na_sentinel=True)
+            values = list(np.asarray(uniq, dtype=object))
+            if col == "modifiers":
+                values = [u if isinstance(u, str) else "" for u in values]
+            out.append(facts(values)[np.asarray(codes, dtype=np.int64)])
+        h_provider = hist["provider"].map(prov_index).to_numpy(dtype=float, na_value=np.nan)
+        found = ~np.isnan(h_provider)
+        pp.append(np.where(found, h_patient[keep] * n_prov + np.nan_to_num(h_provider, nan=0).astype(np.int64), -1))
+        day.append(hist["day"].to_numpy(dtype=np.int64))
+        when.append(_when(hist["date"]))
+        uid.append(hist["uid"].to_numpy(dtype=np.int64, na_value=0))
+        uid_na.append(hist["uid"].isna().to_numpy())
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    return _Rows(n_batch=n, pp=cat(pp), day=cat(day), when=cat(when), uid=cat(uid), uid_na=cat(uid_na),
+                 code_bits=cat(code_bits), mod_bits=cat(mod_bits), gclass=cat(gclass),
+                 hcpcs_b=(h_codes, np.array([*upper, np.nan], dtype=object)),
+                 provider_b=(provider, np.array(list(prov_index), dtype=object)), hist=hist)
+
+
+def _when(dates: pd.Series) -> np.ndarray:
+    """Service dates as int64 ns for ordering; a missing date sorts last (as pandas sorts NaT)."""
+    ns = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    out = ns.view(np.int64).copy()
+    out[np.isnat(ns)] = np.iinfo(np.int64).max
+    return out
+
+
+def _day_keys(rows: _Rows) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 per (patient, provider, day) and whether the day is known.
+
+    Days are offset inside a span with two spare slots, so ``key + 1`` (the next day) never reaches the
+    slot of missing dates or the next (patient, provider); missing dates share one slot per pair.
+    """
+    known = rows.day != NAT_DAY
+    usable = known & (rows.pp >= 0)
+    lo = int(rows.day[usable].min()) if usable.any() else 0
+    hi = int(rows.day[usable].max()) if usable.any() else 0
+    span = hi - lo + 3
+    pp = rows.pp
+    if float(max(int(pp.max(initial=0)), 0) + 1) * span >= 2**62:  # pragma: no cover - absurd sizes
+        pp = np.where(pp >= 0, pd.factorize(pp)[0], -1)
+    offset = np.where(known, rows.day - lo, span - 1)
+    return np.where(pp >= 0, pp * span + offset, -1), known
+
+
+def _best_per_key(rows: _Rows, keys: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Among candidate procedure rows, per key: the related line the report names and the number of rows.
+
+    The related line is a batch line before a history line, then the earliest date, then the smallest
+    line_uid (missing last), then the first in batch + history order (the order the flag detail used).
+    Returns (sorted distinct keys, best row per key, rows per key).
+    """
+    if not len(cand):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = keys[cand]
+    order = np.lexsort((cand, rows.uid[cand], rows.uid_na[cand], rows.when[cand], rows.is_hist[cand], k))
+    ks = k[order]
+    start = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+    return ks[start], cand[order[start]], np.diff(np.append(start, len(ks)))
+
+
+def _lookup(uniq: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Position of each query in the sorted unique array, -1 when absent."""
+    if not len(uniq):
+        return np.full(len(query), -1, np.int64)
+    i = np.minimum(np.searchsorted(uniq, query), len(uniq) - 1)
+    return np.where(uniq[i] == query, i, -1)
+
+
+@dataclass
+class _Candidates:
+    """Related-procedure candidates per E/M line: (E/M row, procedure row, part, rows it stands for, reason)."""
+
+    e: list[np.ndarray] = field(default_factory=list)
+    p: list[np.ndarray] = field(default_factory=list)
+    part: list[np.ndarray] = field(default_factory=list)
+    count: list[np.ndarray] = field(default_factory=list)
+    reason: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, e: np.ndarray, p: np.ndarray, part: int, count: np.ndarray, reason: np.ndarray | str) -> None:
+        self.e.append(e)
+        self.p.append(p)
+        self.part.append(np.full(len(e), part, np.int64))
+        self.count.append(count)
+        self.reason.append(np.full(len(e), reason, dtype=object) if isinstance(reason, str)
+                           else np.asarray(reason, dtype=object))
+
+
+def _same_day(rows: _Rows, keys: np.ndarray, e: np.ndarray, cand: np.ndarray, shift: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """E/M rows ``e`` joined to candidate rows on the same (patient, provider) and day + ``shift``:
+    (E/M rows with a match, their best candidate, the number of matches)."""
+    uniq, best, count = _best_per_key(rows, keys, cand)
+    hit = _lookup(uniq, keys[e] + shift)
+    ok = hit >= 0
+    return e[ok], best[hit[ok]], count[hit[ok]]
+
+
+def _one_per_line(ctx: CheckContext, rows: _Rows, cands: _Candidates, rule_id: str) -> pd.DataFrame:
     """One flag per E/M line: the related procedure is the first batch line (else the first history line);
     the detail describes it and says how many other procedures triggered the same rule."""
-    if pairs.empty:
+    if not cands.e or not sum(len(x) for x in cands.e):
         return _empty()
-    pairs = pairs.assign(_reason=reason, _rank=(pairs["p_source"] != "batch").astype("int8"))
-    pairs = pairs.sort_values(["e_uid", "_rank", "p_date", "p_uid"], kind="stable")
-    others = pairs.groupby("e_uid", sort=True)["p_uid"].size() - 1
-    first = pairs.drop_duplicates("e_uid").set_index("e_uid").sort_index()
-    more = others.reindex(first.index).to_numpy()
+    e, p, part = np.concatenate(cands.e), np.concatenate(cands.p), np.concatenate(cands.part)
+    count, reason = np.concatenate(cands.count), np.concatenate(cands.reason)
+    order = np.lexsort((p, part, rows.uid[p], rows.uid_na[p], rows.when[p], rows.is_hist[p], rows.uid[e]))
+    es = e[order]
+    start = np.flatnonzero(np.concatenate([[True], es[1:] != es[:-1]]))
+    chosen = order[start]
+    more = np.add.reduceat(count[order], start) - 1
+    first = _procedure_frame(ctx, rows, p[chosen])
+    first.index = pd.Index(rows.uid[e[chosen]], name="e_uid")
+    first["_reason"] = reason[chosen]
     detail = (first["_reason"].astype(str) + " " + _describe(first, "p_")).to_numpy(dtype=object)
     detail = np.where(more > 0, detail + " (and " + more.astype(str) + " more the same way)", detail)
     is_hist = first["p_source"] == "history"
@@ -259,32 +502,19 @@ def _one_per_line(pairs: pd.DataFrame, rule_id: str, reason: pd.Series | str) ->
     })
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in CHECK_RESULT_COLUMNS})
-
-
-_E_COLS = ["uid", "pp", "key", "date", "day"]
-_P_COLS = ["uid", "pp", "key", "date", "day", "hcpcs", "global_days", "claim_id", "line_number", "run_id", "source"]
-
-
-def _pairs(left: pd.DataFrame, right: pd.DataFrame, *, right_shift_days: int = 0) -> pd.DataFrame:
-    """Same patient + provider, right line's day = left day + shift (exact join on the int key)."""
-    e = left[_E_COLS].add_prefix("e_")
-    p = right[_P_COLS].add_prefix("p_")
-    return e.merge(p.assign(_k=p["p_key"] - right_shift_days), left_on="e_key", right_on="_k", how="inner")
-
-
-def _postop(ems: pd.DataFrame, procs: pd.DataFrame, days: int, gd: str) -> pd.DataFrame:
-    """E/M lines inside DOS+1..DOS+days of the latest earlier procedure with global ``gd`` (merge_asof)."""
-    p = procs[procs["global_days"] == gd]
-    if p.empty or ems.empty:
-        return pd.DataFrame()
-    left = ems[_E_COLS].add_prefix("e_").sort_values("e_day", kind="stable")
-    right = p[_P_COLS].add_prefix("p_").sort_values("p_day", kind="stable")
-    m = pd.merge_asof(left, right, left_on="e_day", right_on="p_day", left_by="e_pp", right_by="p_pp",
-                      direction="backward", allow_exact_matches=False)
-    m = m[m["p_day"].notna()]
-    return m[(m["e_day"] - m["p_day"]) <= days]
+def _procedure_frame(ctx: CheckContext, rows: _Rows, p: np.ndarray) -> pd.DataFrame:
+    """Prepared rows (``_prepare`` columns, ``p_`` prefix) of the few procedures a flag names, in order."""
+    in_batch = p < rows.n_batch
+    b_rows, b_inv = np.unique(p[in_batch], return_inverse=True)
+    h_rows, h_inv = np.unique(p[~in_batch] - rows.n_batch, return_inverse=True)
+    parts = [_prepare(ctx.lines.iloc[b_rows], "batch", ctx.settings.provider_key)]
+    if rows.hist is not None:
+        parts.append(rows.hist.iloc[h_rows])
+    both = pd.concat(parts, ignore_index=True)
+    at = np.empty(len(p), np.int64)
+    at[in_batch] = b_inv.reshape(-1)
+    at[~in_batch] = len(b_rows) + h_inv.reshape(-1)
+    return both.iloc[at].reset_index(drop=True).add_prefix("p_")
 
 
 # --- the check ------------------------------------------------------------------------------------------
@@ -295,80 +525,91 @@ def check(ctx: CheckContext) -> pd.DataFrame:
         return _empty()
     em = em_codes_of(ctx)
     key = ctx.settings.provider_key
-    batch = _prepare(ctx.lines, "batch", key)
-    history = ctx.history
-    if history is not None and not history.empty:
-        hist = _prepare(history, "history", key)
-        hist["global_days"] = _history_global_days(hist, getattr(ctx, "pprrvu", None))
-        hist = hist[isin_text(hist["patient_id"], batch["patient_id"])]
-    else:
-        hist = batch.iloc[0:0]
-    both = _add_keys(pd.concat([batch, hist], ignore_index=True))
-    batch = both.iloc[: len(batch)]
+    rows = _rows(ctx, em)
+    n = rows.n_batch
+    uid_b = rows.uid[:n]
+    is_em = _has(rows.code_bits, IS_EM)
+    mod25 = _has(rows.mod_bits, MOD25)
     parts: list[pd.DataFrame] = []
 
-    is_em = batch["hcpcs"].isin(em)
-    mod25 = has_modifier(batch["modifiers"], "25")
-    mod57 = has_modifier(batch["modifiers"], "57")
-
     # MOD25-NON-EM: 25 only means something on an E/M
-    bad25 = batch[mod25 & ~is_em & ~batch["hcpcs"].isin(em.modifier25_also_allowed)]
-    if not bad25.empty:
+    bad25 = np.flatnonzero(((rows.code_bits[:n] & (IS_EM | ALSO_25)) == 0) & mod25[:n])
+    if len(bad25):
         parts.append(pd.DataFrame({
-            "line_uid": bad25["uid"].to_numpy(dtype="int64"), "rule_id": "MOD25-NON-EM",
+            "line_uid": uid_b[bad25], "rule_id": "MOD25-NON-EM",
             "related_line_uid": pd.array([pd.NA] * len(bad25), dtype="Int64"),
-            "detail": (bad25["hcpcs"] + " is not in the E/M code list, rules/em_codes.yaml").to_numpy(),
+            "detail": rows.batch_text(rows.hcpcs_b, bad25) + " is not in the E/M code list, rules/em_codes.yaml",
             "amount_basis": None}))
 
+    keys, known = _day_keys(rows)
+    matchable = rows.pp >= 0
     # EM-25-NOPROC: a 25 needs another service the same day by the same provider (batch or history)
-    em25 = batch[is_em & mod25]
-    if not em25.empty:
-        other = both[(~both["hcpcs"].isin(em) | both["hcpcs"].isin(em.supports_25))
-                     & ~both["hcpcs"].isin(em.visit_addons)]
-        # keys with a service other than the E/M line itself: any non-self line, so drop the E/M's own row
-        other = other[other["key"].isin(em25["key"].unique())]
-        m = _pairs(em25, other)
-        m = m[~((m["p_source"] == "batch") & (m["p_uid"] == m["e_uid"]))]
-        lonely = em25[~em25["uid"].isin(m["e_uid"])]
-        if not lonely.empty:
+    em25 = np.flatnonzero(is_em[:n] & mod25[:n])
+    if len(em25):
+        k_codes, k_uniq = pd.factorize(keys[em25])
+        other = matchable & (~is_em | _has(rows.code_bits, SUPPORTS_25)) & ~_has(rows.code_bits, VISIT_ADDON)
+        at = pd.Index(k_uniq).get_indexer(keys[other])
+        per_key = np.bincount(at[at >= 0], minlength=len(k_uniq))
+        # the E/M line itself is no "other" service
+        lonely = em25[per_key[k_codes] - other[em25] == 0]
+        if len(lonely):
+            who = f"{key.replace('_npi', ' NPI').replace('_', ' ')} "
             parts.append(pd.DataFrame({
-                "line_uid": lonely["uid"].to_numpy(dtype="int64"), "rule_id": "EM-25-NOPROC",
+                "line_uid": uid_b[lonely], "rule_id": "EM-25-NOPROC",
                 "related_line_uid": pd.array([pd.NA] * len(lonely), dtype="Int64"),
-                "detail": (f"{key.replace('_npi', ' NPI').replace('_', ' ')} " + lonely["provider"]).to_numpy(),
+                "detail": who + rows.batch_text(rows.provider_b, lonely),
                 "amount_basis": None}))
 
     # global-surgery rules: E/M lines subject to them, against procedures from batch + history
-    surg_em = batch[is_em & batch["hcpcs"].isin(em.global_surgery)]
-    procs = both[both["global_days"].isin(("000", "010", "090"))]
-    if surg_em.empty or procs.empty:
+    surg_em = ~rows.is_hist & is_em & _has(rows.code_bits, GLOBAL_SURGERY)
+    procs = matchable & (rows.gclass > 0)
+    if not surg_em.any() or not procs.any():
         return _finish(parts)
 
     # EM-NO25: same day as a 000/010 procedure without 25
-    no25 = surg_em[~mod25.loc[surg_em.index]]
-    m = _pairs(no25, procs[procs["global_days"].isin(GLOBAL_SAME_DAY)])
-    parts.append(_one_per_line(m, "EM-NO25", "E/M without modifier 25 on the day of"))
+    cands = _Candidates()
+    e, p, cnt = _same_day(rows, keys, np.flatnonzero(surg_em & ~mod25),
+                          np.flatnonzero(procs & ((rows.gclass == 1) | (rows.gclass == 2))))
+    cands.add(e, p, 0, cnt, "E/M without modifier 25 on the day of")
+    parts.append(_one_per_line(ctx, rows, cands, "EM-NO25"))
 
     # EM-NO57: day of (no 57 and no 25) or day before (no 57) a 090 procedure
-    major = procs[procs["global_days"] == "090"]
-    no57 = surg_em[~mod57.loc[surg_em.index]]
-    same = _pairs(no57[~mod25.loc[no57.index]], major)
-    same = same.assign(_why="E/M without modifier 57 (decision for surgery) on the day of")
-    before = _pairs(no57, major, right_shift_days=1)
-    before = before.assign(_why="E/M without modifier 57 (decision for surgery) the day before")
-    m = pd.concat([same, before], ignore_index=True)
-    parts.append(_one_per_line(m, "EM-NO57", m["_why"] if not m.empty else ""))
+    major = np.flatnonzero(procs & (rows.gclass == 3))
+    no57 = surg_em & ~_has(rows.mod_bits, MOD57)
+    cands = _Candidates()
+    e, p, cnt = _same_day(rows, keys, np.flatnonzero(no57 & ~mod25), major)
+    cands.add(e, p, 0, cnt, "E/M without modifier 57 (decision for surgery) on the day of")
+    e, p, cnt = _same_day(rows, keys, np.flatnonzero(no57 & known), major[known[major]], shift=1)
+    cands.add(e, p, 1, cnt, "E/M without modifier 57 (decision for surgery) the day before")
+    parts.append(_one_per_line(ctx, rows, cands, "EM-NO57"))
 
     # EM-IN-POSTOP: inside the post-op window of a 010/090 procedure without 24/25/57
-    open_em = surg_em[~has_modifier(surg_em["modifiers"], "24", "25", "57")]
-    window_procs = procs[~has_modifier(procs["modifiers"], "54")]
-    hits = [_postop(open_em, window_procs, days, gd) for gd, days in POSTOP_DAYS.items()]
-    hits = [h for h in hits if not h.empty]
-    if hits:
-        m = pd.concat(hits, ignore_index=True)
-        reason = ("E/M without modifier 24 on day " + (m["e_day"] - m["p_day"]).astype("int64").astype(str)
-                  + " of the post-operative period of")
-        parts.append(_one_per_line(m, "EM-IN-POSTOP", reason))
+    open_all = np.flatnonzero(surg_em & ~_has(rows.mod_bits, MOD24_25_57))
+    open_em = open_all[known[open_all]]
+    window = procs & ~_has(rows.mod_bits, MOD54) & known
+    cands = _Candidates()
+    for part, (gd, days) in enumerate(POSTOP_DAYS.items()):
+        e, p = _latest_before(rows, keys, open_em, np.flatnonzero(window & (rows.gclass == _GLOBAL_CLASS[gd])))
+        gap = rows.day[e] - rows.day[p]
+        inside = gap <= days
+        e, p, gap = e[inside], p[inside], gap[inside]
+        reason = [f"E/M without modifier 24 on day {g} of the post-operative period of" for g in gap.tolist()]
+        cands.add(e, p, part, np.ones(len(e), np.int64), np.array(reason, dtype=object))
+    parts.append(_one_per_line(ctx, rows, cands, "EM-IN-POSTOP"))
     return _finish(parts)
+
+
+def _latest_before(rows: _Rows, keys: np.ndarray, e: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each E/M row, the latest candidate of the same (patient, provider) on an earlier day (the last
+    one in batch + history order among several that day): (E/M rows with one, the candidate rows)."""
+    if not len(e) or not len(cand):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.lexsort((cand, keys[cand]))
+    ks, cs = keys[cand][order], cand[order]
+    i = np.searchsorted(ks, keys[e], side="left") - 1
+    ok = i >= 0
+    ok[ok] = rows.pp[cs[i[ok]]] == rows.pp[e[ok]]
+    return e[ok], cs[i[ok]]
 
 
 def _finish(parts: list[pd.DataFrame]) -> pd.DataFrame:

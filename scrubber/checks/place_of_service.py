@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from scrubber.checks.context import CheckContext
+from scrubber.checks.engine import NAT_DAY, cached, day_numbers, factorized
 from scrubber.checks.frequency import YamlDoc, check_keys, parse_date, read_rules_yaml
 from scrubber.checks.modifier25 import em_codes_of, has_modifier
 from scrubber.schemas import CHECK_RESULT_COLUMNS
@@ -166,30 +168,6 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in CHECK_RESULT_COLUMNS})
 
 
-def _flags(lines: pd.DataFrame, mask: pd.Series, rule_id: str, detail: Callable[[pd.Series], pd.Series],
-           amount_basis: str | None = None) -> pd.DataFrame:
-    """Result rows for ``mask``; ``detail(mask)`` builds the texts for those rows only (strings are the
-    expensive part on a million lines, and few lines are flagged)."""
-    mask = mask.fillna(False).astype(bool)
-    if not mask.any():
-        return _empty()
-    sel = lines[mask]
-    return pd.DataFrame({
-        "line_uid": sel["line_uid"].to_numpy(dtype="int64"),
-        "rule_id": rule_id,
-        "related_line_uid": pd.array([pd.NA] * len(sel), dtype="Int64"),
-        "detail": pd.Series(detail(mask)).to_numpy(dtype=object),
-        "amount_basis": amount_basis,
-    })
-
-
-def _bool(lines: pd.DataFrame, column: str) -> pd.Series:
-    """Reference annotations are None for codes missing from the release: treat as not set."""
-    if column not in lines.columns:
-        return pd.Series(False, index=lines.index)
-    return lines[column].eq(True)
-
-
 def _dollars(values: pd.Series) -> pd.Series:
     """'$58.55' from float dollars, exact to the cent (integer cents, no float formatting drift)."""
     cents = np.round(values.to_numpy(dtype="float64") * 100).astype("int64")
@@ -223,6 +201,128 @@ def _rvu_totals(lines: pd.DataFrame, pprrvu: pd.DataFrame | None) -> pd.DataFram
     return out
 
 
+@dataclass
+class _LinePos:
+    """The POS table looked up once per distinct (stripped POS, date of service) pair of the batch.
+
+    ``pair`` gives each line its pair; ``pairs`` holds the :func:`pos_lookup` columns per pair plus the
+    texts the details quote (``pos``, ``setting``, ``date_txt``, ``invalid_text``), built with the same
+    pandas operations the row-wise version used, on a few thousand pairs instead of a million lines.
+    """
+
+    pair: np.ndarray
+    pairs: pd.DataFrame
+
+    def at(self, column: str, rows: np.ndarray | None = None) -> np.ndarray:
+        values = self.pairs[column].to_numpy()
+        return values[self.pair] if rows is None else values[self.pair[rows]]
+
+
+def _distinct(ctx: CheckContext, column: str) -> tuple[np.ndarray, pd.Series]:
+    """Cached codes of a ctx.lines column and its distinct values as a Series of the column's dtype, with a
+    trailing None for code -1 (missing): text operations then run once per distinct value."""
+    codes, uniq = factorized(ctx, column)
+    values = pd.concat([pd.Series(uniq, dtype=ctx.lines[column].dtype), pd.Series([None], dtype=object)],
+                       ignore_index=True)
+    return codes, values
+
+
+def _stripped_pos_codes(ctx: CheckContext) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, a code of ``place_of_service.astype("string").str.strip().fillna("")``; and the texts."""
+    codes, values = _distinct(ctx, "place_of_service")
+    stripped = values.astype("string").str.strip().fillna("").astype(object).to_numpy()
+    s_codes, s_uniq = pd.factorize(stripped)
+    return s_codes[codes], np.asarray(s_uniq, dtype=object)
+
+
+def _service_day_codes(ctx: CheckContext) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, a code of the service date (datetime64[ns]); and the dates. Whole days (the normal case)
+    are coded by their offset from the first day, without hashing a million values."""
+    lines = ctx.lines
+    ns = pd.to_datetime(lines["service_date"]).to_numpy(dtype="datetime64[ns]")
+    days = cached(ctx, "days:service_date", lambda: day_numbers(lines["service_date"]))
+    known = days != NAT_DAY
+    day_ns = np.int64(86_400_000_000_000)
+    if known.any() and not (ns.view(np.int64)[known] % day_ns).any():
+        lo, hi = int(days[known].min()), int(days[known].max())
+        span = hi - lo + 1
+        code = np.where(known, days - lo, span)
+        dates = np.concatenate([(np.arange(lo, hi + 1, dtype=np.int64) * day_ns).view("datetime64[ns]"),
+                                np.array(["NaT"], dtype="datetime64[ns]")])
+        return code, dates
+    code, uniq = pd.factorize(ns.view(np.int64))
+    return code.astype(np.int64), np.asarray(uniq, dtype=np.int64).view("datetime64[ns]")
+
+
+def _line_pos(ctx: CheckContext, pos_table: pd.DataFrame) -> _LinePos:
+    """:class:`_LinePos` of ctx.lines (cached)."""
+    def build() -> _LinePos:
+        p_code, p_text = _stripped_pos_codes(ctx)
+        d_code, d_uniq = _service_day_codes(ctx)
+        n_d = max(len(d_uniq), 1)
+        key = p_code.astype(np.int64) * n_d + d_code
+        size = len(p_text) * n_d
+        if size <= 4 * len(key) + 1024:       # small key space: a presence table instead of a hash
+            seen = np.zeros(size, dtype=bool)
+            seen[key] = True
+            keys = np.flatnonzero(seen)
+            where = np.full(size, -1, np.int64)
+            where[keys] = np.arange(len(keys))
+            pair = where[key]
+        else:
+            pair, keys = pd.factorize(key)
+            pair, keys = pair.astype(np.int64), np.asarray(keys, dtype=np.int64)
+        pos = p_text[keys // n_d]
+        dates = d_uniq[keys % n_d]
+        pairs = _pos_lookup_rows(pos, dates, pos_table)
+        pos_s = pd.Series(pos, dtype=object)
+        date_txt = pd.Series(dates).dt.strftime("%Y-%m-%d")
+        pairs["pos"] = pos
+        pairs["date"] = dates
+        pairs["setting"] = ("POS " + pos_s + " (" + pairs["name"].fillna("").astype(str) + ")").to_numpy(dtype=object)
+        pairs["date_txt"] = date_txt.to_numpy(dtype=object)
+        pairs["invalid_text"] = np.where(pairs["known"], "POS " + pos_s + " is not in force on " + date_txt,
+                                         "POS '" + pos_s + "' is not a valid place-of-service code")
+        return _LinePos(pair=pair, pairs=pairs)
+
+    return cached(ctx, f"line_pos:{id(pos_table)}", build)
+
+
+def _flags(lines: pd.DataFrame, rows: np.ndarray, rule_id: str, detail: Callable[[np.ndarray], object],
+           amount_basis: str | None = None) -> pd.DataFrame:
+    """Result rows for the line positions ``rows``; ``detail(rows)`` builds the texts for those rows only
+    (strings are the expensive part on a million lines, and few lines are flagged)."""
+    if not len(rows):
+        return _empty()
+    return pd.DataFrame({
+        "line_uid": lines["line_uid"].to_numpy()[rows].astype("int64"),
+        "rule_id": rule_id,
+        "related_line_uid": pd.array([pd.NA] * len(rows), dtype="Int64"),
+        "detail": pd.Series(detail(rows)).to_numpy(dtype=object),
+        "amount_basis": amount_basis,
+    })
+
+
+def _bool(lines: pd.DataFrame, column: str) -> np.ndarray:
+    """Reference annotations are None for codes missing from the release: treat as not set (``eq(True)``).
+    Plain booleans and True/False/None objects are tested without a per-value pandas pass."""
+    if column not in lines.columns:
+        return np.zeros(len(lines), dtype=bool)
+    values = lines[column].to_numpy()
+    if values.dtype == bool:
+        return values
+    if values.dtype == object:
+        try:
+            return np.equal(values, True).astype(bool)
+        except TypeError:   # e.g. pd.NA among the values: let pandas decide
+            pass
+    return lines[column].eq(True).to_numpy(dtype=bool)
+
+
+def _text_at(series: pd.Series, rows: np.ndarray) -> pd.Series:
+    return series.iloc[rows].reset_index(drop=True)
+
+
 def check(ctx: CheckContext) -> pd.DataFrame:
     """POS-INVALID, POS-NF-NA, POS-FAC-NA, POS-INCIDENT-TO-HOSP, POS-EM-SETTING, POS-FACILITY-RATE
     (and POS-TELEHEALTH-HOME when configured) for the batch."""
@@ -230,46 +330,41 @@ def check(ctx: CheckContext) -> pd.DataFrame:
     pos_table = getattr(ctx.rules, "pos", None)
     if lines.empty or pos_table is None:
         return _empty()
-    pos = lines["place_of_service"].astype("string").str.strip().fillna("").astype(object)
-    dates = pd.to_datetime(lines["service_date"])
-    info = pos_lookup(pos, dates, pos_table)
+    lp = _line_pos(ctx, pos_table)
     hcpcs = lines["hcpcs"].astype(str)
 
-    def setting(m: pd.Series) -> pd.Series:
-        return "POS " + pos[m] + " (" + info["name"][m].fillna("").astype(str) + ")"
-
-    def date_txt(m: pd.Series) -> pd.Series:
-        return dates[m].dt.strftime("%Y-%m-%d")
+    def setting(rows: np.ndarray) -> pd.Series:
+        return pd.Series(lp.at("setting", rows), dtype=object)
 
     parts: list[pd.DataFrame] = []
 
     # POS-INVALID: not a code at all, or not in force on the date of service
-    def invalid_text(m: pd.Series) -> pd.Series:
-        return pd.Series(np.where(info["known"][m], "POS " + pos[m] + " is not in force on " + date_txt(m),
-                                  "POS '" + pos[m] + "' is not a valid place-of-service code"), index=pos[m].index)
+    valid = lp.at("effective")
+    parts.append(_flags(lines, np.flatnonzero(~valid), "POS-INVALID", lambda r: lp.at("invalid_text", r)))
 
-    parts.append(_flags(lines, ~info["effective"], "POS-INVALID", invalid_text))
-
-    valid = info["effective"]
-    facility = info["facility"] & valid
-    nonfacility = ~info["facility"] & valid
+    is_facility = lp.at("facility")
+    facility = is_facility & valid
+    nonfacility = ~is_facility & valid
 
     # POS-NF-NA / POS-FAC-NA: the RVU file says the code is (almost) never done in that kind of setting
-    parts.append(_flags(lines, nonfacility & _bool(lines, "nonfacility_na"), "POS-NF-NA", lambda m: (
-        hcpcs[m] + " has no non-facility rate (NON-FAC NA) but is billed in " + setting(m)
-        + "; Medicare pays the facility rate at best")))
-    parts.append(_flags(lines, facility & _bool(lines, "facility_na"), "POS-FAC-NA", lambda m: (
-        hcpcs[m] + " has no facility rate (FACILITY NA: billed by the facility) but is billed in " + setting(m))))
+    parts.append(_flags(lines, np.flatnonzero(nonfacility & _bool(lines, "nonfacility_na")), "POS-NF-NA",
+                        lambda r: (_text_at(hcpcs, r) + " has no non-facility rate (NON-FAC NA) but is billed in "
+                                   + setting(r) + "; Medicare pays the facility rate at best")))
+    parts.append(_flags(lines, np.flatnonzero(facility & _bool(lines, "facility_na")), "POS-FAC-NA",
+                        lambda r: (_text_at(hcpcs, r) + " has no facility rate (FACILITY NA: billed by the "
+                                   "facility) but is billed in " + setting(r))))
 
     # POS-INCIDENT-TO-HOSP: PC/TC 5 ("incident to") not payable to the practitioner for hospital patients
     if "pctc_indicator" in lines.columns:
-        pctc5 = lines["pctc_indicator"].astype("string").str.strip().eq("5").fillna(False).astype(bool)
-        parts.append(_flags(lines, valid & info["hospital"] & pctc5, "POS-INCIDENT-TO-HOSP", lambda m: (
-            hcpcs[m] + " is an incident-to service (PC/TC indicator 5), not payable to the practitioner in "
-            + setting(m))))
+        codes, per_value = _distinct(ctx, "pctc_indicator")
+        is5 = per_value.astype("string").str.strip().eq("5").fillna(False).astype(bool).to_numpy()
+        hits = np.flatnonzero(valid & lp.at("hospital") & is5[codes])
+        parts.append(_flags(lines, hits, "POS-INCIDENT-TO-HOSP", lambda r: (
+            _text_at(hcpcs, r) + " is an incident-to service (PC/TC indicator 5), not payable to the practitioner in "
+            + setting(r))))
 
     # POS-EM-SETTING: E/M family vs setting (rules/em_codes.yaml)
-    parts.append(_em_setting(ctx, lines, pos, valid, setting))
+    parts.append(_em_setting(ctx, lines, lp, valid, setting))
 
     # POS-FACILITY-RATE: surface what a facility POS costs compared with the non-facility rate
     parts.append(_facility_rate(ctx, lines, facility, setting))
@@ -277,9 +372,12 @@ def check(ctx: CheckContext) -> pd.DataFrame:
     # POS-TELEHEALTH-HOME: optional dated switch for Medicare home telehealth
     periods = pos_table.attrs.get("telehealth_home_payable")
     if periods is not None:
-        tele = valid & pos.eq("10") & ~payable_on(dates, periods)
-        parts.append(_flags(lines, tele, "POS-TELEHEALTH-HOME", lambda m: (
-            "home telehealth (POS 10) is not configured as payable by Medicare on " + date_txt(m))))
+        pairs = lp.pairs
+        tele_pair = (pairs["pos"] == "10").to_numpy() & ~payable_on(pd.Series(pairs["date"]), periods).to_numpy()
+        tele = valid & tele_pair[lp.pair]
+        parts.append(_flags(lines, np.flatnonzero(tele), "POS-TELEHEALTH-HOME", lambda r: (
+            "home telehealth (POS 10) is not configured as payable by Medicare on "
+            + pd.Series(lp.at("date_txt", r), dtype=object))))
 
     parts = [p for p in parts if not p.empty]
     if not parts:
@@ -289,14 +387,23 @@ def check(ctx: CheckContext) -> pd.DataFrame:
     return out[CHECK_RESULT_COLUMNS]
 
 
-def _em_setting(ctx: CheckContext, lines: pd.DataFrame, pos: pd.Series, valid: pd.Series,
-                setting: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
+def _em_setting(ctx: CheckContext, lines: pd.DataFrame, lp: _LinePos, valid: np.ndarray,
+                setting: Callable[[np.ndarray], pd.Series]) -> pd.DataFrame:
+    """POS-EM-SETTING, decided once per distinct (code, POS) of the valid E/M lines."""
     settings = em_codes_of(ctx).settings
     if settings.empty:
         return _empty()
-    q = pd.DataFrame({"_i": np.arange(len(lines)), "hcpcs": lines["hcpcs"].astype(str).to_numpy(dtype=object),
-                      "pos": pos.to_numpy(dtype=object)})
-    q = q[valid.to_numpy() & q["hcpcs"].isin(settings["hcpcs"].unique()).to_numpy()]
+    h_codes, h_values = _distinct(ctx, "hcpcs")
+    h_text = h_values.astype(str).to_numpy(dtype=object)
+    listed = pd.Series(h_text).isin(settings["hcpcs"].unique()).to_numpy()
+    rows = np.flatnonzero(valid & listed[h_codes])
+    if not len(rows):
+        return _empty()
+    pos_code, pos_text = pd.factorize(lp.pairs["pos"].to_numpy(dtype=object))
+    combo, combo_uniq = pd.factorize(h_codes[rows] * len(pos_text) + pos_code[lp.pair[rows]])
+    combo_uniq = np.asarray(combo_uniq, dtype=np.int64)
+    q = pd.DataFrame({"_i": np.arange(len(combo_uniq)), "hcpcs": h_text[combo_uniq // len(pos_text)],
+                      "pos": np.asarray(pos_text, dtype=object)[combo_uniq % len(pos_text)]})
     # pos_not_expected: the (code, POS) pair is listed
     bad = q.merge(settings[settings["kind"] == "not_expected"], on=["hcpcs", "pos"])
     # pos_expected: the code has a list and the POS is not on it
@@ -311,33 +418,43 @@ def _em_setting(ctx: CheckContext, lines: pd.DataFrame, pos: pd.Series, valid: p
     hits = pd.concat([bad[["_i", "group", "why"]], miss[["_i", "group", "why"]]], ignore_index=True)
     if hits.empty:
         return _empty()
-    hits = hits.drop_duplicates("_i").sort_values("_i")
-    mask = pd.Series(False, index=lines.index)
-    mask.iloc[hits["_i"].to_numpy()] = True
+    hits = hits.drop_duplicates("_i")
+    hit_of_combo = np.full(len(combo_uniq), -1, np.int64)
+    hit_of_combo[hits["_i"].to_numpy()] = np.arange(len(hits))
+    line_hit = hit_of_combo[combo]
+    flagged = rows[line_hit >= 0]
+    hit_rows = line_hit[line_hit >= 0]
+    group = hits["group"].str.replace("_", " ").to_numpy(dtype=object)[hit_rows]
+    why = hits["why"].to_numpy(dtype=object)[hit_rows]
 
-    def text(m: pd.Series) -> pd.Series:
-        return ("E/M " + lines["hcpcs"][m].astype(str).to_numpy(dtype=object) + " ("
-                + hits["group"].str.replace("_", " ").to_numpy(dtype=object) + " visit) in "
-                + setting(m).to_numpy(dtype=object) + ": " + hits["why"].to_numpy(dtype=object))
+    def text(r: np.ndarray) -> np.ndarray:
+        return ("E/M " + lines["hcpcs"].iloc[r].astype(str).to_numpy(dtype=object) + " (" + group + " visit) in "
+                + setting(r).to_numpy(dtype=object) + ": " + why)
 
-    return _flags(lines, mask, "POS-EM-SETTING", text)
+    return _flags(lines, flagged, "POS-EM-SETTING", text)
 
 
-def _facility_rate(ctx: CheckContext, lines: pd.DataFrame, facility: pd.Series,
-                   setting: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:
+def _facility_rate(ctx: CheckContext, lines: pd.DataFrame, facility: np.ndarray,
+                   setting: Callable[[np.ndarray], pd.Series]) -> pd.DataFrame:
     if {"allowed_nonfacility", "allowed_facility"} <= set(lines.columns):
-        nf = pd.to_numeric(lines["allowed_nonfacility"], errors="coerce")
-        f = pd.to_numeric(lines["allowed_facility"], errors="coerce")
-        higher = facility & nf.notna() & f.notna() & (np.round(nf * 100) > np.round(f * 100))
-        return _flags(lines, higher, "POS-FACILITY-RATE", lambda m: (
-            "non-facility " + _dollars(nf[m]) + " vs facility " + _dollars(f[m]) + " for " + setting(m)
-            + ": the facility POS pays " + _dollars(nf[m] - f[m]) + " less; verify the POS"), "pos_difference")
+        nf = pd.to_numeric(lines["allowed_nonfacility"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        f = pd.to_numeric(lines["allowed_facility"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            higher = facility & ~np.isnan(nf) & ~np.isnan(f) & (np.round(nf * 100) > np.round(f * 100))
+        rows = np.flatnonzero(higher)
+
+        def text(r: np.ndarray) -> pd.Series:
+            nf_r, f_r = pd.Series(nf[r]), pd.Series(f[r])
+            return ("non-facility " + _dollars(nf_r) + " vs facility " + _dollars(f_r) + " for " + setting(r)
+                    + ": the facility POS pays " + _dollars(nf_r - f_r) + " less; verify the POS")
+
+        return _flags(lines, rows, "POS-FACILITY-RATE", text, "pos_difference")
     totals = _rvu_totals(lines, getattr(ctx, "pprrvu", None))
-    higher = facility & ~_bool(lines, "nonfacility_na") & totals["nf"].notna() & totals["f"].notna() & (
-        np.round(totals["nf"] * 100) > np.round(totals["f"] * 100))
-    return _flags(lines, higher, "POS-FACILITY-RATE", lambda m: (
-        "non-facility " + totals["nf"][m].round(2).astype(str) + " RVUs vs facility "
-        + totals["f"][m].round(2).astype(str) + " RVUs for " + setting(m)
+    higher = facility & ~_bool(lines, "nonfacility_na") & totals["nf"].notna().to_numpy() \
+        & totals["f"].notna().to_numpy() & (np.round(totals["nf"] * 100) > np.round(totals["f"] * 100)).to_numpy()
+    return _flags(lines, np.flatnonzero(higher), "POS-FACILITY-RATE", lambda r: (
+        "non-facility " + totals["nf"].iloc[r].round(2).astype(str).reset_index(drop=True) + " RVUs vs facility "
+        + totals["f"].iloc[r].round(2).astype(str).reset_index(drop=True) + " RVUs for " + setting(r)
         + ": the facility POS pays less; verify the POS"), "pos_difference")
 
 

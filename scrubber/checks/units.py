@@ -30,6 +30,7 @@ from scrubber.checks.engine import (
     member,
     reference_rows,
     same_day_keys,
+    sorted_group_ids,
     take_rows,
     text_values,
 )
@@ -108,12 +109,12 @@ def _date_of_service(ctx: CheckContext, dos: np.ndarray, units: np.ndarray, valu
     if len(h_sel):
         keep = _not_resent(lines, hist, sel_b, key_b, h_sel, key_h)
         h_sel, key_h = h_sel[keep], key_h[keep]
-    dense, uniq = pd.factorize(np.concatenate([key_b, key_h]))
+    dense, n_keys = sorted_group_ids(np.concatenate([key_b, key_h]))
     d_b, d_h = dense[:len(sel_b)], dense[len(sel_b):]
-    total_b = np.bincount(d_b, weights=units[sel_b], minlength=len(uniq))
+    total_b = np.bincount(d_b, weights=units[sel_b], minlength=n_keys)
     units_h = pd.to_numeric(hist["units"], errors="coerce").fillna(0.0).to_numpy(dtype=float)[h_sel] \
         if len(h_sel) else np.zeros(0)
-    total_h = np.bincount(d_h, weights=units_h, minlength=len(uniq))
+    total_h = np.bincount(d_h, weights=units_h, minlength=n_keys)
     total = total_b + total_h
     over = total[d_b] > value[sel_b]
     if not over.any():

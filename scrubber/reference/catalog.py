@@ -174,7 +174,7 @@ class ReferenceSet:
 
     def tables(self, table: str, releases: Iterable[str | None]) -> pd.DataFrame:
         frames = []
-        for rel in sorted({r for r in releases if r}):
+        for rel in sorted({r for r in releases if isinstance(r, str) and r}):  # no release: NaN/None
             if self.has_table(table, rel):
                 frames.append(self.table(table, rel).assign(release=rel))
         if not frames:

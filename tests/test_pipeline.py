@@ -1,0 +1,32 @@
+"""run_scrub edge cases that span modules (the answer-key test covers the main path)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+from scrubber.pipeline import run_scrub
+from scrubber.settings import Settings
+from scrubber.store import LocalStore
+
+CLAIMS = """claim_id,line_number,patient_id,rendering_npi,service_date,hcpcs,units,place_of_service,charge_amount
+C1,1,P1,1234567893,2024-06-03,99213,1,11,120.00
+C2,1,P2,1234567893,2025-11-14,99213,1,11,120.00
+"""
+
+
+def test_a_line_no_loaded_release_covers_is_flagged_and_the_rest_scrubbed(rvu25d_store, tmp_path: Path) -> None:
+    """A line dated before every loaded release has no RVU release: it must be flagged, not crash the run."""
+    root = tmp_path / "store"
+    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(CLAIMS)
+    result = run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
+                       settings=Settings.from_env(store=str(root)))
+    assert result.summary["counts"]["scrubbed_lines"] == 2
+    lines = result.lines.set_index("claim_id")
+    assert lines.loc["C1", "expected_allowed"] != lines.loc["C1", "expected_allowed"]  # NaN: nothing to price
+    assert lines.loc["C2", "expected_allowed"] > 0
+    old = result.flags[result.flags["claim_id"] == "C1"]
+    assert len(old) and (old["severity"] != "info").any(), old[["rule_id", "severity"]].to_dict("records")
