@@ -51,6 +51,10 @@ class Store(ABC):
         for key in self.list(prefix):
             self.delete(key)
 
+    def upload_file(self, path: str | os.PathLike[str], key: str) -> None:
+        """Publish a local file at ``key`` (files written in pieces, e.g. a streamed Parquet file)."""
+        self.write_bytes(key, Path(path).read_bytes())
+
     # --- helpers built on the primitives ---
     def read_text(self, key: str, encoding: str = "utf-8") -> str:
         return self.read_bytes(key).decode(encoding)
@@ -59,11 +63,13 @@ class Store(ABC):
         self.write_bytes(key, text.encode(encoding))
 
     def write_parquet(self, key: str, table: pa.Table | pd.DataFrame) -> None:
+        """Encoded to a local temporary file, then published (no second in-memory copy of big files)."""
         if isinstance(table, pd.DataFrame):
             table = pa.Table.from_pandas(table, preserve_index=False)
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        self.write_bytes(key, buf.getvalue())
+        with tempfile.TemporaryDirectory(prefix="parquet-") as tmp:
+            path = Path(tmp) / "part.parquet"
+            pq.write_table(table, path, compression="zstd")
+            self.upload_file(path, key)
 
     def read_parquet_table(self, key: str, columns: list[str] | None = None,
                            filters: list | None = None) -> pa.Table:
@@ -113,6 +119,18 @@ class LocalStore(Store):
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def upload_file(self, path: str | os.PathLike[str], key: str) -> None:
+        """Copy to a temporary file beside the target, then rename (no whole-file buffer in memory)."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
             raise
 
     def exists(self, key: str) -> bool:

@@ -91,7 +91,8 @@ def _top_codes(flags: pd.DataFrame) -> list[tuple[str, float]]:
     if per_line.empty:
         return []
     keys = list(per_line.index.names)
-    codes = flags.drop_duplicates(keys).set_index(keys)["hcpcs"].astype(object)
+    # the code of each line's first flag; only the key and code columns are deduplicated (not every column)
+    codes = flags[[*keys, "hcpcs"]].drop_duplicates(keys).set_index(keys)["hcpcs"].astype(object)
     by_code = pd.Series(per_line.to_numpy(), index=codes.reindex(per_line.index).to_numpy()).groupby(level=0).sum()
     by_code = by_code[by_code > 0].sort_values(ascending=False).head(TOP_CODES)
     return [(str(k), round(int(v) / 100, 2)) for k, v in by_code.items()]
@@ -131,9 +132,9 @@ def _breakdown(summary: dict, count_key: str, risk_key: str, title: str) -> str:
 def _top_flags(flags: pd.DataFrame) -> str:
     if len(flags) == 0:
         return '<p class="muted">No flags: every scrubbed line passed.</p>'
-    from scrubber.report.xlsx import sort_flags
+    from scrubber.report.xlsx import flag_order
 
-    top = sort_flags(flags).head(TOP_FLAGS)
+    top = flags.iloc[flag_order(flags)[:TOP_FLAGS]]      # the first rows of the report order, not a sorted copy
     rows = []
     for r in top.to_dict("records"):
         sev = str(r.get("severity", ""))

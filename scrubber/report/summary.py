@@ -12,6 +12,7 @@ so the family figures can add up to more than the total; the total is the one to
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -63,21 +64,61 @@ def _count_by(flags: pd.DataFrame, column: str, order: tuple[str, ...] = ()) -> 
     return out
 
 
-def releases_used(lines: pd.DataFrame, extra: dict[str, Any] | None = None) -> dict[str, list[str]]:
-    """Reference releases that priced / checked the lines, by kind (plus whatever the caller adds)."""
-    out: dict[str, list[str]] = {}
+def _releases_in(lines: pd.DataFrame) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
     for kind, column in RELEASE_COLUMNS.items():
         if column in lines.columns:
-            values = lines[column].dropna().unique()  # distinct values first: no per-line object copy
-            out[kind] = sorted(str(v) for v in values)
-    for kind, value in (extra or {}).items():
-        values = value if isinstance(value, list | tuple | set) else [value]
-        merged = set(out.get(kind, [])) | {str(v) for v in values if v}
-        out[kind] = sorted(merged)
+            out[kind] = {str(v) for v in lines[column].dropna().unique()}  # distinct first: no per-line copy
     return out
 
 
-def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: pd.DataFrame,
+def releases_used(lines: pd.DataFrame, extra: dict[str, Any] | None = None) -> dict[str, list[str]]:
+    """Reference releases that priced / checked the lines, by kind (plus whatever the caller adds)."""
+    return _merge_releases(_releases_in(lines), extra)
+
+
+@dataclass
+class LineTotals:
+    """What the summary needs from the scrubbed lines, added up shard by shard (a 10M-line run never
+    holds all its lines at once): line count, expected allowed cents, lines without an amount, and the
+    reference releases used."""
+
+    lines: int = 0
+    expected_cents: int = 0
+    unknown_lines: int = 0
+    releases: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, lines: pd.DataFrame) -> LineTotals:
+        totals = cls(lines=len(lines))
+        if "expected_allowed_cents" in lines.columns:
+            col = pd.array(lines["expected_allowed_cents"], dtype="Int64")
+            totals.expected_cents = int(col.sum(skipna=True)) if len(col) else 0
+            totals.unknown_lines = int(col.isna().sum())
+        elif "expected_allowed" in lines.columns:
+            totals.expected_cents = int(_cents(lines["expected_allowed"]).sum())
+            totals.unknown_lines = int(lines["expected_allowed"].isna().sum())
+        totals.releases = _releases_in(lines)
+        return totals
+
+    def add(self, other: LineTotals) -> LineTotals:
+        self.lines += other.lines
+        self.expected_cents += other.expected_cents
+        self.unknown_lines += other.unknown_lines
+        for kind, values in other.releases.items():
+            self.releases.setdefault(kind, set()).update(values)
+        return self
+
+
+def _merge_releases(used: dict[str, set[str]], extra: dict[str, Any] | None) -> dict[str, list[str]]:
+    out = {kind: sorted(values) for kind, values in used.items()}
+    for kind, value in (extra or {}).items():
+        values = value if isinstance(value, list | tuple | set) else [value]
+        out[kind] = sorted(set(out.get(kind, [])) | {str(v) for v in values if v})
+    return out
+
+
+def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: pd.DataFrame | LineTotals,
                   flags: pd.DataFrame, quarantine: pd.DataFrame,
                   releases: dict[str, Any] | None = None, timings: dict[str, float] | None = None,
                   files: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict:
@@ -85,20 +126,14 @@ def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: 
 
     ``input_rows`` is what intake read; it must equal scrubbed lines + quarantined rows, which
     ``reconciliation.balanced`` states (a run that loses rows says so instead of hiding it).
+    ``lines``: the scrubbed lines, or their :class:`LineTotals` when they were written shard by shard.
     """
-    scrubbed = len(lines)
+    totals = lines if isinstance(lines, LineTotals) else LineTotals.of(lines)
+    scrubbed = totals.lines
     quarantined = len(quarantine)
     flagged_keys = ["line_uid"] if "line_uid" in flags.columns else ["claim_id", "line_number"]
     flagged_lines = int(flags[flagged_keys].drop_duplicates().shape[0]) if len(flags) else 0
-    expected_cents = 0
-    unknown_lines = 0
-    if "expected_allowed_cents" in lines.columns:
-        col = pd.array(lines["expected_allowed_cents"], dtype="Int64")
-        expected_cents = int(col.sum(skipna=True)) if len(col) else 0
-        unknown_lines = int(col.isna().sum())
-    elif "expected_allowed" in lines.columns:
-        expected_cents = int(_cents(lines["expected_allowed"]).sum())
-        unknown_lines = int(lines["expected_allowed"].isna().sum())
+    expected_cents, unknown_lines = totals.expected_cents, totals.unknown_lines
     at_risk_cents = int(line_risk_cents(flags).sum()) if len(flags) else 0
     quarantine_reasons: dict[str, int] = {}
     if quarantined and "reason" in quarantine.columns:
@@ -139,7 +174,7 @@ def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: 
             "at_risk_basis": "each line counted once, at the largest amount at risk among its flags; "
                              "per-group figures count a line once within the group",
         },
-        "reference_releases": releases_used(lines, releases),
+        "reference_releases": _merge_releases(totals.releases, releases),
         "timings": {k: round(float(v), 3) for k, v in (timings or {}).items()},
         "files": list(files or []),
     }

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from scrubber.report.html import build_html
-from scrubber.report.xlsx import build_exceptions_xlsx, neutralise_arrow, sort_flags
+from scrubber.report.xlsx import build_exceptions_xlsx, formula_mask, neutralise_arrow, sort_flags
 from scrubber.schemas import FLAG_COLUMNS
 from scrubber.store import Store
 
@@ -35,8 +37,17 @@ ALL_FORMATS = ("parquet", "csv", "xlsx", "html")
 _COST_ORDER = {"exceptions.xlsx": 0, "lines.parquet": 1, "flags.csv": 2, "flags.parquet": 3, "report.html": 4}
 
 
+_CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
+
+
 def _csv_bytes(frame: pd.DataFrame) -> bytes:
-    """CSV through Arrow's writer (an order of magnitude faster than pandas for 100k+ rows).
+    buf = io.BytesIO()
+    pacsv.write_csv(_csv_table(frame), buf, _CSV_OPTIONS)
+    return buf.getvalue()
+
+
+def _csv_table(frame: pd.DataFrame) -> pa.Table:
+    """The table Arrow's CSV writer gets (an order of magnitude faster than pandas for 100k+ rows).
 
     Text is neutralised column-wise in Arrow (only formula-looking values reach Python), dates are
     written as YYYY-MM-DD, text is always quoted, missing values are empty.
@@ -48,15 +59,14 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
         if pa.types.is_dictionary(kind):
             col, kind = col.cast(kind.value_type), kind.value_type
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            col = pa.chunked_array([neutralise_arrow(c) for c in col.chunks], type=pa.string())
+            if any(formula_mask(c).any() for c in col.chunks):  # most columns have nothing to defuse
+                col = pa.chunked_array([neutralise_arrow(c) for c in col.chunks], type=pa.string())
         elif pa.types.is_timestamp(kind):
             dates = col.cast(pa.date32())     # date-only values as YYYY-MM-DD; real timestamps stay
             if pc.all(pc.equal(dates.cast(kind), col)).as_py() is not False:
                 col = dates
         columns.append(col)
-    buf = io.BytesIO()
-    pacsv.write_csv(pa.table(columns, names=table.column_names), buf, pacsv.WriteOptions(quoting_style="needed"))
-    return buf.getvalue()
+    return pa.table(columns, names=table.column_names)
 
 
 def _ordered_flag_columns(flags: pd.DataFrame) -> pd.DataFrame:
@@ -83,7 +93,10 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     for name in frame.columns:
         col = frame[name]
         if pd.api.types.is_object_dtype(col.dtype):
-            kinds = {type(v) for v in col.dropna().head(1000)}
+            sample = col.iloc[:4096].dropna()      # the first 1000 values that are there decide
+            if len(sample) < 1000 and len(col) > 4096:
+                sample = col.dropna()
+            kinds = {type(v) for v in sample.head(1000)}
             if len(kinds) > 1:
                 if out is frame:
                     out = frame.copy()
@@ -91,13 +104,14 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.DataFrame,
+def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.DataFrame | Path,
                  quarantine: pd.DataFrame, summary: dict,
                  formats: Sequence[str] = ALL_FORMATS) -> list[str]:
     """Write the report files under ``prefix``; returns their keys, summary.json last.
 
     ``summary`` is a dict from ``scrubber.report.summary.build_summary``; its ``files`` entry is set
-    to the files written here. Unknown formats raise ValueError.
+    to the files written here. ``lines`` may be a Parquet file already written (a big run streams its
+    lines there shard by shard); it is published as lines.parquet. Unknown formats raise ValueError.
     """
     unknown = set(formats) - set(ALL_FORMATS)
     if unknown:
@@ -113,11 +127,21 @@ def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.Da
     def data(build: Callable[[], bytes]) -> Callable[[str], None]:
         return lambda key: store.write_bytes(key, build())
 
+    def csv_file(frame: pd.DataFrame) -> Callable[[str], None]:
+        """Big CSVs go through a local file: a 10M-line night's flags.csv is about a gigabyte."""
+        def job(key: str) -> None:
+            with tempfile.TemporaryDirectory(prefix="report-") as tmp:
+                path = Path(tmp) / "flags.csv"
+                pacsv.write_csv(_csv_table(frame), str(path), _CSV_OPTIONS)
+                store.upload_file(path, key)
+        return job
+
     jobs: list[tuple[str, Callable[[str], None]]] = []
     if "parquet" in formats:
-        jobs += [("flags.parquet", parquet(flags)), ("lines.parquet", parquet(lines))]
+        lines_job = ((lambda key: store.upload_file(lines, key)) if isinstance(lines, Path) else parquet(lines))
+        jobs += [("flags.parquet", parquet(flags)), ("lines.parquet", lines_job)]
     if "csv" in formats:
-        jobs += [("flags.csv", data(lambda: _csv_bytes(flags))),
+        jobs += [("flags.csv", csv_file(flags)),
                  ("quarantine.csv", data(lambda: _csv_bytes(quarantine) if len(quarantine.columns)
                                          else b"source_file,source_row,reason\n"))]
     if "xlsx" in formats:

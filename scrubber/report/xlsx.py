@@ -3,8 +3,9 @@
 Why not xlsxwriter: it writes one cell per Python call; measured here at about 100k cells per second,
 so 100,000 flags (~20 columns, written on the Flags sheet and again on the family sheets) would take
 ~40 s. This module writes the same SpreadsheetML (ECMA-376) itself, column-wise: every column becomes
-its cell XML in one Arrow string kernel, text goes through a shared-string table built from the
-*distinct* values only, and the zip is deflated at a fast level. 100,000 flags take about a second.
+its cell XML in Arrow string kernels, text goes through a shared-string table built from the
+*distinct* values only, and the zip is deflated at a fast level. A sheet is laid out and deflated a
+slice of rows at a time (``SHEET_CHUNK_ROWS``), so its XML (~0.8 KB a row) is never held whole.
 
 Safety: every text cell is a shared string (``t="s"``); nothing is ever written as a formula. Values
 coming from claim files that a spreadsheet would read as a formula (leading = + - @, tab, CR) are
@@ -13,12 +14,11 @@ neutralised with a leading single quote, numbers stay numbers (``neutralise_text
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,6 +37,10 @@ FORMULA_START = re.compile(r"^[=+\-@\t\r]")
 PLAIN_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _ILLEGAL_XML = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{FFFE}\x{FFFF}]"   # RE2 syntax
 _EXCEL_EPOCH = np.datetime64("1899-12-30", "D")
+#: data rows laid out per Arrow join and handed to the deflater (~13 MB of XML on the Flags sheet)
+SHEET_CHUNK_ROWS = 16_384
+#: shared strings escaped and laid out per Arrow pass
+SST_BATCH = 65_536
 
 # cell styles (indexes into cellXfs of styles.xml below)
 S_DEFAULT, S_HEADER, S_MONEY, S_INT, S_DATE, S_WRAP, S_TITLE, S_BOLD, S_BOLD_MONEY, S_NOTE = range(10)
@@ -92,43 +96,98 @@ class SharedStrings:
         return self._small[text]
 
     def xml(self) -> bytes:
-        values = pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.string())
-        if len(values):
-            values = pc.fill_null(pc.replace_substring_regex(values, _ILLEGAL_XML, ""), "")
-            values = pc.utf8_slice_codeunits(values, 0, EXCEL_MAX_CELL_CHARS)   # Excel's cell limit
-            for a, b in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-                values = pc.replace_substring(values, a, b)
-            items = _concat(pc.binary_join_element_wise('<si><t xml:space="preserve">', values, "</t></si>", ""))
-        else:
-            items = b""
-        head = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="{_NS}" '
-                f'count="{self.count}" uniqueCount="{self.count}">').encode()
-        return head + items + b"</sst>"
+        return b"".join(self.pieces())
+
+    def pieces(self) -> Iterator[bytes | memoryview]:
+        """The sharedStrings.xml part as a stream of pieces, a batch of strings at a time."""
+        yield (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<sst xmlns="{_NS}" '
+               f'count="{self.count}" uniqueCount="{self.count}">').encode()
+        batch: list[pa.Array] = []
+        size = 0
+        for chunk in self._chunks:
+            batch.append(chunk)
+            size += len(chunk)
+            if size >= SST_BATCH:
+                yield _shared_items(batch)
+                batch, size = [], 0
+        if size:
+            yield _shared_items(batch)
+        yield b"</sst>"
+
+
+
+def _shared_items(chunks: list[pa.Array]) -> memoryview:
+    """<si> elements of the strings: illegal XML characters dropped, cut at Excel's cell limit, escaped.
+
+    Each step runs only where some string needs it (most batches need none: each would copy the batch).
+    """
+    values = pa.concat_arrays(chunks) if len(chunks) > 1 else chunks[0]
+    if values.null_count:
+        values = pc.fill_null(values, "")
+    if pc.any(pc.match_substring_regex(values, _ILLEGAL_XML)).as_py():
+        values = pc.replace_substring_regex(values, _ILLEGAL_XML, "")
+    if len(values) and pc.max(pc.binary_length(values)).as_py() > EXCEL_MAX_CELL_CHARS:
+        values = pc.utf8_slice_codeunits(values, 0, EXCEL_MAX_CELL_CHARS)   # Excel's cell limit
+    for a, b in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        if pc.any(pc.match_substring(values, a)).as_py():
+            values = pc.replace_substring(values, a, b)
+    big = pa.large_string()                     # 64-bit offsets: a batch of long strings may pass 2 GiB
+    open_tag, close_tag, sep = (pa.scalar(t, big) for t in ('<si><t xml:space="preserve">', "</t></si>", ""))
+    return _buffer(pc.binary_join_element_wise(open_tag, values.cast(big), close_tag, sep))
+
+
+#: first bytes of text a spreadsheet would evaluate (= + - @ tab CR; all ASCII, so a UTF-8 byte test)
+_FORMULA_FIRST_BYTE = np.zeros(256, dtype=bool)
+_FORMULA_FIRST_BYTE[[ord(ch) for ch in "=+-@\t\r"]] = True
+
+
+def formula_mask(values: pa.Array) -> np.ndarray:
+    """True where a text value starts with = + - @ tab or CR (False for missing and empty values).
+
+    Read from the first byte of each value in the Arrow buffers: no string is copied or matched.
+    """
+    n = len(values)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.string())
+    bufs = values.buffers()
+    if n == 0 or bufs[2] is None:
+        return np.zeros(n, dtype=bool)
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(bufs[1], dtype=offset_type)[values.offset: values.offset + n + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8)
+    starts = offsets[:-1]
+    nonempty = offsets[1:] > starts
+    first = np.zeros(n, dtype=np.uint8)
+    first[nonempty] = data[starts[nonempty]]
+    mask = _FORMULA_FIRST_BYTE[first]
+    if values.null_count:
+        mask &= values.is_valid().to_numpy(zero_copy_only=False)
+    return mask
 
 
 def neutralise_arrow(values: pa.Array) -> pa.Array:
     """``neutralise_text`` for an Arrow string array (only the suspicious values go through Python)."""
     values = values.cast(pa.string())
-    suspicious = pc.fill_null(pc.match_substring_regex(values, r"^[=+\-@\t\r]"), False)
-    if not pc.any(suspicious).as_py():
+    mask = formula_mask(values)
+    if not mask.any():
         return values
-    mask = suspicious.to_numpy(zero_copy_only=False)
     idx = np.flatnonzero(mask)
     replacement = np.full(len(values), None, dtype=object)
     replacement[idx] = neutralise_text(values.take(pa.array(idx)).to_pylist())
     return pc.if_else(pa.array(mask), pa.array(replacement, type=pa.string()), values)
 
 
-def _concat(arr: pa.Array) -> bytes:
-    """All strings of an Arrow string array, concatenated (one buffer slice)."""
+def _buffer(arr: pa.Array) -> memoryview:
+    """All strings of an Arrow string array, concatenated: a view of its data buffer, no copy."""
     if len(arr) == 0:
-        return b""
-    arr = pc.fill_null(arr, "").cast(pa.large_string())
+        return memoryview(b"")
+    arr = pc.fill_null(arr, "") if arr.null_count else arr
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     if bufs[2] is None:
-        return b""
-    return memoryview(bufs[2])[int(offsets[0]): int(offsets[-1])].tobytes()
+        return memoryview(b"")
+    offsets = np.frombuffer(bufs[1], dtype=offset_type)[arr.offset: arr.offset + len(arr) + 1]
+    return memoryview(bufs[2])[int(offsets[0]): int(offsets[-1])]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,8 +328,12 @@ def _plan_table(sheet: TableSheet, sst: SharedStrings) -> _TablePlan:
                       note_idx=sst.index_of(note.strip()) if note else None)
 
 
-def _table_sheet_xml(plan: _TablePlan) -> tuple[bytes, str]:
-    """Sheet XML and its autofilter range. Rows are laid out by one Arrow join per sheet."""
+def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], str]:
+    """Sheet XML as a stream of pieces (head, row slices, tail) and its autofilter range.
+
+    Each slice of rows is laid out by one Arrow join, and the pieces are deflated as they come, so a
+    100k-row sheet never sits in memory whole (it is ~140 MB of XML).
+    """
     columns, nrows = plan.columns, plan.nrows
     last = col_letter(max(len(columns) - 1, 0))
     header = "".join(f'<c r="{col_letter(i)}1" s="{S_HEADER}" t="s"><v>{idx}</v></c>'
@@ -284,28 +347,47 @@ def _table_sheet_xml(plan: _TablePlan) -> tuple[bytes, str]:
             '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
             f'<sheetFormatPr defaultRowHeight="15"/><cols>{cols}</cols><sheetData>'
             f'<row r="1">{header}</row>').encode()
-    body = b""
-    if nrows:
-        row_numbers = pc.cast(pa.array(np.arange(2, nrows + 2, dtype=np.int64)), pa.string())
-        parts: list[Any] = ['<row r="', row_numbers, '">']
-        for i, c in enumerate(columns):
-            style = _KIND_STYLE.get(c.kind, S_DEFAULT)
-            s_attr = f' s="{style}"' if style else ""
-            t_attr = ' t="s"' if c.kind in ("text", "wrap") else ""
-            payload = pc.cast(c.payload, pa.string())
-            cell = [f'<c r="{col_letter(i)}', row_numbers, f'"{s_attr}{t_attr}><v>', payload, "</v></c>"]
-            if payload.null_count:        # empty cells are left out: lay this column out on its own
-                parts.append(pc.fill_null(pc.binary_join_element_wise(*cell, ""), ""))
-            else:
-                parts.extend(cell)
-        parts.append("</row>")
-        body = _concat(pc.binary_join_element_wise(*parts, ""))
-    tail = b""
+    tail = ""
     if plan.note_idx is not None:
         r = nrows + 2
-        tail = f'<row r="{r}"><c r="A{r}" s="{S_NOTE}" t="s"><v>{plan.note_idx}</v></c></row>'.encode()
-    end = f'</sheetData><autoFilter ref="{ref}"/></worksheet>'.encode()
-    return head + body + tail + end, ref
+        tail = f'<row r="{r}"><c r="A{r}" s="{S_NOTE}" t="s"><v>{plan.note_idx}</v></c></row>'
+    end = f'{tail}</sheetData><autoFilter ref="{ref}"/></worksheet>'.encode()
+
+    def pieces() -> Iterator[bytes | memoryview]:
+        yield head
+        for start in range(0, nrows, SHEET_CHUNK_ROWS):
+            yield _rows_xml(columns, start, min(nrows, start + SHEET_CHUNK_ROWS))
+        yield end
+
+    return pieces(), ref
+
+
+def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
+    """The <row> elements of data rows [start, stop) (0-based; sheet rows start at 2), as one buffer.
+
+    Adjacent constant pieces are merged before the join: the join's cost is per piece and row, and
+    there are ~5 pieces per cell.
+    """
+    row_numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2, dtype=np.int64)), pa.string())
+    parts: list[Any] = ['<row r="', row_numbers, '">']
+    for i, c in enumerate(columns):
+        style = _KIND_STYLE.get(c.kind, S_DEFAULT)
+        s_attr = f' s="{style}"' if style else ""
+        t_attr = ' t="s"' if c.kind in ("text", "wrap") else ""
+        payload = pc.cast(c.payload.slice(start, stop - start), pa.string())
+        cell = [f'<c r="{col_letter(i)}', row_numbers, f'"{s_attr}{t_attr}><v>', payload, "</v></c>"]
+        if payload.null_count:        # empty cells are left out: lay this column out on its own
+            parts.append(pc.fill_null(pc.binary_join_element_wise(*cell, ""), ""))
+        else:
+            parts.extend(cell)
+    parts.append("</row>")
+    merged: list[Any] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return _buffer(pc.binary_join_element_wise(*merged, ""))
 
 
 def _grid_sheet_xml(sheet: GridSheet, sst: SharedStrings) -> bytes:
@@ -402,11 +484,10 @@ def write_workbook(sheets: list[TableSheet | GridSheet], sst: SharedStrings | No
     plans = [_plan_table(sh, sst) if isinstance(sh, TableSheet) else None for sh in sheets]
     grids = {i: _grid_sheet_xml(sh, sst) for i, sh in enumerate(sheets) if isinstance(sh, GridSheet)}
 
-    def build(i: int) -> tuple[bytes, int, int, str | None]:
+    def build(i: int) -> tuple[list[bytes], int, int, str | None]:
         plan = plans[i]
-        xml, ref = _table_sheet_xml(plan) if plan is not None else (grids[i], None)
-        data, crc = _deflate(xml)
-        return data, crc, len(xml), ref
+        pieces, ref = _table_sheet_xml(plan) if plan is not None else (iter([grids[i]]), None)
+        return (*_deflate_pieces(pieces), ref)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         built = list(pool.map(build, range(len(sheets))))
@@ -458,48 +539,57 @@ def write_workbook(sheets: list[TableSheet | GridSheet], sst: SharedStrings | No
         '<dc:creator>scrubber</dc:creator></cp:coreProperties>')
     wb_rels = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<Relationships '
                f'xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rels}</Relationships>')
-    members: list[tuple[str, bytes, int, int]] = []
+    members: list[tuple[str, list[bytes], int, int]] = []
     for name, text in (("[Content_Types].xml", content_types), ("_rels/.rels", root_rels),
                        ("docProps/core.xml", core), ("xl/workbook.xml", workbook),
                        ("xl/_rels/workbook.xml.rels", wb_rels), ("xl/styles.xml", _STYLES)):
         raw = text.encode("utf-8")
-        members.append((name, *_deflate(raw), len(raw)))
+        members.append((name, *_deflate_pieces([raw])))
     for i, (data, crc, size, _) in enumerate(built):
         members.append((f"xl/worksheets/sheet{i + 1}.xml", data, crc, size))
-    sst_xml = sst.xml()
-    members.append(("xl/sharedStrings.xml", *_deflate(sst_xml), len(sst_xml)))
+    members.append(("xl/sharedStrings.xml", *_deflate_pieces(sst.pieces())))
     return _zip(members)
 
 
-def _deflate(data: bytes) -> tuple[bytes, int]:
-    """Raw deflate stream (fast level) and CRC-32 of a zip member."""
+def _deflate_pieces(pieces: Iterable[bytes | memoryview]) -> tuple[list[bytes], int, int]:
+    """Raw deflate stream (fast level, as a list of pieces), CRC-32 and size of a zip member.
+
+    The member comes as a stream of pieces and is compressed as it comes: only one piece of the
+    (uncompressed, ~6x larger) XML is held at a time, and the compressed pieces are joined only once,
+    into the zip archive.
+    """
     comp = zlib.compressobj(1, zlib.DEFLATED, -15)
-    return comp.compress(data) + comp.flush(), zlib.crc32(data)
+    out: list[bytes] = []
+    crc = size = 0
+    for piece in pieces:
+        out.append(comp.compress(piece))
+        crc = zlib.crc32(piece, crc)
+        size += len(piece)
+    out.append(comp.flush())
+    return out, crc, size
 
 
-def _zip(members: list[tuple[str, bytes, int, int]]) -> bytes:
-    """A zip archive of pre-deflated members (name, deflated data, crc, size), so the members can be
-    compressed in parallel. Classic (non-zip64) headers: members must stay under 4 GiB."""
-    out = io.BytesIO()
+def _zip(members: list[tuple[str, list[bytes], int, int]]) -> bytes:
+    """A zip archive of pre-deflated members (name, deflated data in pieces, crc, size), so the members
+    can be compressed in parallel. Classic (non-zip64) headers: members must stay under 4 GiB."""
+    out: list[bytes] = []
     central = []
+    offset = 0
     dos_time, dos_date = 0, (2020 - 1980) << 9 | 1 << 5 | 1      # fixed 2020-01-01: reproducible bytes
     for name, data, crc, size in members:
-        if size >= 0xFFFFFFFF or len(data) >= 0xFFFFFFFF:
+        deflated = sum(len(piece) for piece in data)
+        if size >= 0xFFFFFFFF or deflated >= 0xFFFFFFFF:
             raise ValueError(f"{name}: {size:,} bytes is too large for an xlsx member")
         fname = name.encode("utf-8")
-        offset = out.tell()
-        out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x0800, 8, dos_time, dos_date, crc, len(data),
-                              size, len(fname), 0))
-        out.write(fname)
-        out.write(data)
+        local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0x0800, 8, dos_time, dos_date, crc, deflated,
+                            size, len(fname), 0) + fname
+        out += [local, *data]
         central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0x0800, 8, dos_time, dos_date, crc,
-                                   len(data), size, len(fname), 0, 0, 0, 0, 0, offset) + fname)
-    start = out.tell()
-    for entry in central:
-        out.write(entry)
-    size_cd = out.tell() - start
-    out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), size_cd, start, 0))
-    return out.getvalue()
+                                   deflated, size, len(fname), 0, 0, 0, 0, 0, offset) + fname)
+        offset += len(local) + deflated
+    size_cd = sum(len(entry) for entry in central)
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), size_cd, offset, 0)
+    return b"".join([*out, *central, end])
 
 
 def _abs_ref(ref: str) -> str:
@@ -545,14 +635,35 @@ def _flag_columns(frame: pd.DataFrame) -> list[Column]:
     return [Column(header, frame[name], kind, width) for name, header, kind, width in _present(frame)]
 
 
+#: severity order of the report (unknown or missing severities sort after these)
+_SEVERITY_RANK = {"deny": 0, "review": 1, "info": 2}
+
+
+def flag_order(flags: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``flags`` in report order (see ``sort_flags``)."""
+    n = len(flags)
+    if "severity" in flags.columns:      # rank the distinct severities, not every row
+        codes, uniques = pd.factorize(flags["severity"])
+        ranks = np.array([_SEVERITY_RANK.get(u, np.nan) for u in uniques] + [np.nan], dtype=np.float64)
+        sev = ranks[codes]               # code -1 (missing) takes the trailing NaN
+    else:
+        sev = np.zeros(n)
+    risk = -pd.to_numeric(flags.get("amount_at_risk", 0), errors="coerce").fillna(0)
+    risk = np.broadcast_to(np.asarray(risk), (n,))
+    return np.lexsort((np.arange(n), sev, risk))
+
+
 def sort_flags(flags: pd.DataFrame) -> pd.DataFrame:
-    """Most money first; ties by severity (deny, review, info), then claim and line."""
+    """Most money first; ties by severity (deny, review, info), then claim and line.
+
+    Flags already in that order come back as they are: no copy of a frame that is sorted (the report
+    sorts once and its writers ask again).
+    """
     if len(flags) == 0:
         return flags
-    sev = flags["severity"].map({"deny": 0, "review": 1, "info": 2}) if "severity" in flags.columns else 0
-    key = pd.DataFrame({"risk": -pd.to_numeric(flags.get("amount_at_risk", 0), errors="coerce").fillna(0),
-                        "sev": sev, "i": np.arange(len(flags))}, index=flags.index)
-    order = np.lexsort((key["i"].to_numpy(), np.asarray(key["sev"], dtype=np.float64), key["risk"].to_numpy()))
+    order = flag_order(flags)
+    if np.array_equal(order, np.arange(len(flags))):
+        return flags
     return flags.iloc[order]
 
 
@@ -616,10 +727,10 @@ def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict) -> bytes:
         encode_column(col, sst)
     sheets: list[TableSheet | GridSheet] = [summary_sheet(summary), TableSheet("Flags", columns)]
     if len(ordered) and "rule_family" in ordered.columns:
-        fam_col = ordered["rule_family"].astype(object)
-        families = sorted(f for f in pd.unique(fam_col) if isinstance(f, str))
-        for fam in families:
-            rows = pa.array(np.flatnonzero((fam_col == fam).to_numpy()))
+        fam_codes, fam_values = pd.factorize(ordered["rule_family"])
+        families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))
+        for fam, code in families:
+            rows = pa.array(np.flatnonzero(fam_codes == code))
             part = [Column(c.header, None, c.kind, c.width, payload=c.payload.take(rows))
                     for c, (name, *_) in zip(columns, _present(ordered), strict=True) if name != "rule_family"]
             sheets.append(TableSheet(fam, part))
