@@ -10,7 +10,7 @@ columns) has each row quarantined with that reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,30 +91,67 @@ def _all_rows(table: readers.RawTable, reason: str, fld: str) -> pd.DataFrame:
         "reason": reason, "raw": validate.raw_text(table, np.arange(n))}))
 
 
-def _read(name: str, data: bytes, fmt: str) -> readers.RawTable:
+def _read_chunks(name: str, data: bytes, fmt: str, chunk_rows: int) -> Iterator[readers.RawTable]:
+    """The file as RawTables of at most ``chunk_rows`` rows (big Parquet files are read batch by batch)."""
     known_columns = set(validate.INPUT_COLUMNS)
     if fmt == "parquet":
-        return readers.read_parquet(name, data, known_columns)
+        yield from readers.read_parquet_chunks(name, data, known_columns, chunk_rows)
+        return
     if fmt == "x12":
         text, encoding, warnings = readers.decode_text(name, data)
         table = x12.read_x12(name, text)
         table.encoding = encoding
         table.warnings = warnings + table.warnings
-        return table
-    return readers.read_csv(name, data, known_columns)
+    else:
+        table = readers.read_csv(name, data, known_columns)
+    yield from readers.iter_chunks(table, chunk_rows)
 
 
-def _intake_one(name: str, data: bytes, known: set[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    info: dict = {"name": name, "format": readers.sniff_format(data), "rows": 0, "accepted": 0,
-                  "quarantined": 0, "error": None, "warnings": [], "encoding": None}
-    lines = empty_lines().drop(columns=["line_uid"])
-    try:
-        table = _read(name, data, info["format"])
-    except InputFileError as exc:
-        info.update(rows=1, quarantined=1, error=exc.reason)
-        return lines, _whole_file(name, exc.reason, exc.field or "file", _preview(data)), info
-    info["warnings"] = list(table.warnings)
-    info["encoding"] = table.encoding
+def _new_info(name: str, data: bytes) -> dict:
+    return {"name": name, "format": readers.sniff_format(data), "rows": 0, "accepted": 0,
+            "quarantined": 0, "error": None, "warnings": [], "encoding": None}
+
+
+def _intake_file(name: str, data: bytes, known: set[str], info: dict,
+                 chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes."""
+    tables = _read_chunks(name, data, info["format"], chunk_rows)
+    first = True
+    while True:
+        try:
+            table = next(tables)
+        except StopIteration:
+            break
+        except InputFileError as exc:
+            if first:  # nothing of the file was read: the file is one quarantine row
+                info.update(rows=1, quarantined=1, error=exc.reason)
+                yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", _preview(data))
+                return
+            # broke part-way: the rows already handed out stand; the unreadable rest is one row
+            info["error"] = exc.reason
+            info.update(rows=info["rows"] + 1, quarantined=info["quarantined"] + 1)
+            yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", "")
+            return
+        lines, quarantine = _intake_table(table, known, info, first=first)
+        first = False
+        info.update(rows=info["rows"] + len(lines) + len(quarantine), accepted=info["accepted"] + len(lines),
+                    quarantined=info["quarantined"] + len(quarantine))
+        yield lines, quarantine
+    if info["rows"] == 0 and not info["error"]:
+        info["warnings"].append(f"{name}: no data rows")
+
+
+def _no_lines() -> pd.DataFrame:
+    return empty_lines().drop(columns=["line_uid"])
+
+
+def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate one RawTable (a whole file or a chunk of one)."""
+    name = table.name
+    if first:
+        info["warnings"] = list(table.warnings)
+        info["encoding"] = table.encoding
     rejected = table.rejected
     if rejected is not None and len(rejected):
         rejected = validate._quarantine_dtypes(rejected.assign(source_file=name))
@@ -126,24 +163,81 @@ def _intake_one(name: str, data: bytes, known: set[str]) -> tuple[pd.DataFrame, 
         parts = [_all_rows(table, reason, fld)] if len(table.frame) else []
         if rejected is not None and len(rejected):
             parts.append(rejected)
-        if not parts:
+        if not parts and first:
             parts = [_whole_file(name, reason, fld, ", ".join(table.columns.values()))]
+        if not parts:
+            return _no_lines(), validate.empty_quarantine()
         quarantine = pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable")
-        info.update(rows=len(quarantine), quarantined=len(quarantine))
-        return lines, quarantine.reset_index(drop=True), info
+        return _no_lines(), quarantine.reset_index(drop=True)
     lines, quarantine = validate.validate_table(table, known)
     if rejected is not None and len(rejected):
         quarantine = (pd.concat([quarantine, rejected], ignore_index=True)
                       .sort_values("source_row", kind="stable").reset_index(drop=True))
-    if not len(table.frame) and not len(quarantine):
-        info["warnings"].append(f"{name}: no data rows")
-    info.update(rows=len(lines) + len(quarantine), accepted=len(lines), quarantined=len(quarantine))
-    return lines, quarantine, info
+    return lines, quarantine
+
+
+#: rows validated at a time; bounds intake memory on big files (a 10M-line file is ten chunks)
+CHUNK_ROWS = 1_000_000
+
+
+class IntakeStream:
+    """Intake that hands out canonical lines chunk by chunk, so a 10M-line file is never in memory whole.
+
+    Iterate it once for the line chunks (line_uid runs on across chunks and files); afterwards
+    ``quarantine``, ``files`` and ``input_rows`` hold the whole account, and the stream has checked
+    that every input row ended in exactly one place.
+    """
+
+    def __init__(self, sources: Iterable[Source], *, known_modifiers: set[str] | None = None,
+                 first_line_uid: int = 0, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.sources = list(sources)
+        self.known = {m.strip().upper() for m in (known_modifiers if known_modifiers is not None
+                                                  else validate.default_known_modifiers())}
+        self.next_line_uid = first_line_uid
+        self.chunk_rows = chunk_rows
+        self.files: list[dict] = []
+        self._quarantine: list[pd.DataFrame] = []
+        self.lines_out = 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for source in self.sources:
+            name, data = _load(source)
+            info = _new_info(name, data)
+            self.files.append(info)
+            for lines, quarantine in _intake_file(name, data, self.known, info, self.chunk_rows):
+                if len(quarantine):
+                    self._quarantine.append(quarantine)
+                if len(lines):
+                    lines.insert(0, "line_uid", np.arange(self.next_line_uid, self.next_line_uid + len(lines),
+                                                          dtype=np.int64))
+                    self.next_line_uid += len(lines)
+                    self.lines_out += len(lines)
+                    yield lines[schemas.LINE_COLUMNS]
+            for warning in info["warnings"]:
+                log.warning("%s", warning)
+            if info["error"]:
+                log.warning("%s: %s", name, info["error"])
+        if self.input_rows != self.lines_out + len(self.quarantine):
+            # a bug, never a data problem: refuse to go on with a result that loses rows
+            raise AssertionError(f"intake does not reconcile: {self.input_rows} input rows, {self.lines_out} "
+                                 f"lines, {len(self.quarantine)} quarantined")
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        if len(self._quarantine) != 1:
+            self._quarantine = [pd.concat(self._quarantine, ignore_index=True) if self._quarantine
+                                else validate.empty_quarantine()]
+        return self._quarantine[0]
+
+    @property
+    def input_rows(self) -> int:
+        return sum(f["rows"] for f in self.files)
 
 
 def intake(sources: Iterable[Source], *, known_modifiers: set[str] | None = None,
-           first_line_uid: int = 0) -> IntakeResult:
-    """Read, validate and normalise claim files.
+           first_line_uid: int = 0, chunk_rows: int = CHUNK_ROWS) -> IntakeResult:
+    """Read, validate and normalise claim files, all lines in one frame (see :class:`IntakeStream`
+    to take them chunk by chunk).
 
     sources: paths, or (name, bytes) pairs (the S3 store passes bytes). Format comes from the
     content. known_modifiers: the accepted modifiers; default: every group in rules/modifiers.yaml
@@ -153,31 +247,9 @@ def intake(sources: Iterable[Source], *, known_modifiers: set[str] | None = None
     Raises InputFileError only for a path that cannot be opened; everything wrong inside a file
     goes to quarantine.
     """
-    known = {m.strip().upper() for m in (known_modifiers if known_modifiers is not None
-                                         else validate.default_known_modifiers())}
-    all_lines: list[pd.DataFrame] = []
-    all_quarantine: list[pd.DataFrame] = []
-    files: list[dict] = []
-    for source in sources:
-        name, data = _load(source)
-        lines, quarantine, info = _intake_one(name, data, known)
-        for warning in info["warnings"]:
-            log.warning("%s", warning)
-        if info["error"]:
-            log.warning("%s: %s", name, info["error"])
-        all_lines.append(lines)
-        all_quarantine.append(quarantine)
-        files.append(info)
-
-    nonempty = [f for f in all_lines if len(f)]
-    lines = pd.concat(nonempty, ignore_index=True) if nonempty else empty_lines().drop(columns=["line_uid"])
-    lines.insert(0, "line_uid", np.arange(first_line_uid, first_line_uid + len(lines), dtype=np.int64))
-    lines = lines[schemas.LINE_COLUMNS]
-    q_parts = [q for q in all_quarantine if len(q)]
-    quarantine = pd.concat(q_parts, ignore_index=True) if q_parts else validate.empty_quarantine()
-    input_rows = sum(f["rows"] for f in files)
-    result = IntakeResult(lines=lines, quarantine=quarantine, input_rows=input_rows, files=files)
-    if not result.reconciles:  # a bug, never a data problem: refuse to return a result that loses rows
-        raise AssertionError(f"intake does not reconcile: {input_rows} input rows, {len(lines)} lines, "
-                             f"{len(quarantine)} quarantined")
-    return result
+    stream = IntakeStream(sources, known_modifiers=known_modifiers, first_line_uid=first_line_uid,
+                          chunk_rows=chunk_rows)
+    chunks = list(stream)
+    lines = (pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0] if chunks
+             else empty_lines())
+    return IntakeResult(lines=lines, quarantine=stream.quarantine, input_rows=stream.input_rows, files=stream.files)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,9 @@ class RawTable:
     row_errors: failures found while reading rows that are in ``frame`` (X12 structure errors),
         as validate.ERROR_COLUMNS records.
     raw_column: a frame column that already holds each row's original text (X12 segments).
+    line_counts: for a chunk of a bigger file, how many rows of the *whole file* carry each row's
+        (claim_id, line_number) pair, so a line number repeated across chunks is still caught; None
+        when the frame is the whole file (validation counts within it).
     """
 
     name: str
@@ -59,6 +63,7 @@ class RawTable:
     rejected: pd.DataFrame | None = None
     row_errors: pd.DataFrame | None = None
     raw_column: str | None = None
+    line_counts: np.ndarray | None = None
 
 
 def sniff_format(data: bytes) -> str:
@@ -260,9 +265,25 @@ def read_csv(name: str, data: bytes, known_columns: set[str]) -> RawTable:
 _ZERO_PAD = {"place_of_service": 2, "service_zip": 5}
 
 
-def _column_as_text(col_name: str, arr: pa.ChunkedArray) -> pd.Series:
-    """A typed Parquet column -> its text form, so Parquet and CSV share one validation path."""
+def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool = True) -> pd.Series:
+    """A typed Parquet column -> its text form, so Parquet and CSV share one validation path.
+
+    Numbers, dates and dictionary columns repeat a few values over many rows: with ``per_distinct``
+    each distinct value is turned into text once and taken to the rows (formatting a million floats
+    costs far more); without it, every value is converted as it is.
+    """
     typ = arr.type
+    if per_distinct and (pa.types.is_dictionary(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                         or pa.types.is_timestamp(typ) or pa.types.is_date(typ)):
+        # one dictionary for all chunks: unified when read as dictionary, else encoded as one array
+        encoded = (arr.unify_dictionaries() if pa.types.is_dictionary(typ)
+                   else pa.chunked_array([pa.compute.dictionary_encode(arr.combine_chunks())]))
+        if encoded.num_chunks:
+            values = _column_as_text(col_name, pa.chunked_array([encoded.chunk(0).dictionary]), per_distinct=False)
+            text = pa.array(values.array)
+            text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+            taken = pa.chunked_array([text.take(chunk.indices) for chunk in encoded.chunks], type=text.type)
+            return pd.Series(pd.array(taken, dtype="str"))
     if pa.types.is_dictionary(typ):
         arr = arr.cast(typ.value_type)
         typ = arr.type
@@ -292,3 +313,81 @@ def read_parquet(name: str, data: bytes, known_columns: set[str]) -> RawTable:
     frame = pd.DataFrame({col: _column_as_text(col, table.column(i)) for i, col in enumerate(norm)})
     frame["source_row"] = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)))
+
+
+# --- chunks of big files ----------------------------------------------------------------------------
+
+def _file_line_counts(claim_id: pd.Series, line_number: pd.Series) -> np.ndarray:
+    from scrubber.claims.validate import claim_line_counts  # validate imports this module's types
+
+    return claim_line_counts(claim_id, line_number)
+
+
+def iter_chunks(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:
+    """An in-memory table as row slices of at most ``chunk_rows`` (one slice when it is small).
+
+    Rejected rows stay with the first slice (they are not in the frame); X12 structure errors go with
+    the slice holding their row; each slice carries the file-wide line-number counts of its rows.
+    """
+    frame = table.frame
+    if len(frame) <= chunk_rows:
+        yield table
+        return
+    counts = None
+    if "claim_id" in frame.columns and "line_number" in frame.columns:
+        counts = _file_line_counts(frame["claim_id"], frame["line_number"])
+    rows = frame["source_row"].to_numpy()
+    errors = table.row_errors if table.row_errors is not None and len(table.row_errors) else None
+    for start in range(0, len(frame), chunk_rows):
+        stop = min(start + chunk_rows, len(frame))
+        chunk_errors = None
+        if errors is not None:
+            in_chunk = errors["source_row"].between(rows[start], rows[stop - 1])
+            chunk_errors = errors[in_chunk].reset_index(drop=True)
+        yield replace(table, frame=frame.iloc[start:stop].reset_index(drop=True),
+                      rejected=table.rejected if start == 0 else None, row_errors=chunk_errors,
+                      line_counts=None if counts is None else counts[start:stop])
+
+
+def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_rows: int) -> Iterator[RawTable]:
+    """A Parquet file as RawTables of at most ``chunk_rows`` rows, read batch by batch.
+
+    A small file is one :func:`read_parquet` table. A big one is never turned into text whole: only
+    its claim_id and line_number columns are read up front (for the file-wide line-number check),
+    then one record batch at a time. A file that breaks part-way raises InputFileError naming the
+    first row that could not be read (the rows before it have been handed out already).
+    """
+    try:
+        reader = pq.ParquetFile(pa.BufferReader(data))
+        n_rows = reader.metadata.num_rows
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputFileError(name, f"cannot read Parquet: {exc}") from None
+    if n_rows <= chunk_rows:
+        yield read_parquet(name, data, known_columns)
+        return
+    header = list(reader.schema_arrow.names)
+    norm = _dedupe_names(name, normalise_header(header), known_columns)
+    counts = None
+    try:
+        if "claim_id" in norm and "line_number" in norm:
+            keys = reader.read(columns=[header[norm.index("claim_id")], header[norm.index("line_number")]])
+            counts = _file_line_counts(_column_as_text("claim_id", keys.column(0)),
+                                       _column_as_text("line_number", keys.column(1)))
+            del keys
+        batches = reader.iter_batches(batch_size=chunk_rows)
+        start = 0
+        while start < n_rows:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise InputFileError(name, f"cannot read Parquet from row {start + 1} on: {exc}") from None
+            frame = pd.DataFrame({col: _column_as_text(col, pa.chunked_array([batch.column(i)]))
+                                  for i, col in enumerate(norm)})
+            frame["source_row"] = np.arange(start + 1, start + 1 + len(frame), dtype=np.int64)
+            yield RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)),
+                           line_counts=None if counts is None else counts[start:start + len(frame)])
+            start += len(frame)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputFileError(name, f"cannot read Parquet: {exc}") from None

@@ -3,16 +3,18 @@
 Column-level rules (required, formats, numeric ranges) run as one Great Expectations validation per
 file, so the checks are declared in one suite and their failures come back with the offending
 ``source_row``. Rules GX has no vocabulary for (NPI check digit, calendar dates, uniqueness within a
-claim, modifier lists against rules/modifiers.yaml) are vectorised pandas/numpy. Every failure is
-a record (source_row, field, value, reason); a row with any failure goes to quarantine once, with
-all its reasons, and never into the lines. Nothing is dropped silently.
+claim, modifier lists against rules/modifiers.yaml) are vectorised pandas/numpy. Columns repeat a
+few thousand values over a million rows, so each is dictionary-encoded once and every normalisation,
+pattern, parse and GX check runs on its distinct values, reaching the rows through the codes. Every
+failure is a record (source_row, field, value, reason); a row with any failure goes to quarantine
+once, with all its reasons, and never into the lines. Nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -212,51 +214,77 @@ class _DistinctFrame:
 
     Every expectation of the suite looks at one column, value by value, so a value fails on every row
     that holds it: GX checks each distinct value once (thousands of rows instead of a million) and the
-    failing values are spread back to their rows. A column that is only checked for missing values
-    keeps one present value and the missing one. Shorter columns are padded to the frame's length with
-    missing values when no not-null rule reads them (value rules skip missing values), else with
-    their most common present value; padding never adds a value the column does not hold, so the
-    result is the same as on the whole frame.
+    failing values are spread back to their rows through the column's codes. A column that is only
+    checked for missing values keeps one present value and the missing one. Shorter columns are padded
+    to the frame's length with missing values when no not-null rule reads them (value rules skip
+    missing values), else with a common present value; padding never adds a value the column does not
+    hold, so the result is the same as on the whole frame.
     """
 
-    def __init__(self, vf: pd.DataFrame, not_null: set[str], value_checked: set[str]) -> None:
-        self.codes: dict[str, np.ndarray] = {}
-        self.row_code: dict[str, np.ndarray] = {}
-        kept: dict[str, np.ndarray] = {}
+    def __init__(self, vf: pd.DataFrame | _ValidationFrame, not_null: set[str], value_checked: set[str]) -> None:
+        self.codes: dict[str, np.ndarray] = {}       # per row: index of its distinct value, -1 = missing
+        self.n_values: dict[str, int] = {}           # distinct present values; index n_values stands for missing
+        self.row_value: dict[str, np.ndarray] = {}   # per reduced row: the value it holds (-1: padding)
+        kept: dict[str, tuple[pd.Series, np.ndarray]] = {}
         for col in sorted(not_null | value_checked):
             if col in value_checked:
-                codes, uniq = pd.factorize(vf[col], use_na_sentinel=False)
-                n_values = len(uniq)
-            else:  # presence is all that is checked: two values, present (0) and missing (1)
-                codes = vf[col].isna().to_numpy().astype(np.int64)
-                n_values = 2
-            first = np.full(n_values, -1, dtype=np.int64)
-            first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # first row of each value
-            keep = np.flatnonzero(first >= 0)
-            self.codes[col], kept[col] = codes, (keep, first)
-        rows = max([len(k) for k, _ in kept.values()] + [1])
+                values, codes = _distinct(vf, col)
+            else:  # presence is all that is checked: one present value stands for all of them
+                missing = _is_missing(vf, col)
+                first = int(np.argmin(missing)) if len(missing) else 0
+                present = np.array([first] if len(missing) and not missing[first] else [], dtype=np.int64)
+                values = _text_at(vf, col, present).reset_index(drop=True)
+                codes = -missing.astype(np.int8) if len(present) else np.full(len(missing), -1, dtype=np.int8)
+            n_values = len(values)
+            held = np.arange(n_values + int(bool((codes < 0).any())))
+            self.codes[col], self.n_values[col], kept[col] = codes, n_values, (values, held)
+        rows = max([len(held) for _, held in kept.values()] + [1])
         self.frame = pd.DataFrame({"source_row": np.arange(rows, dtype=np.int64)})
-        for col, (keep, first) in kept.items():
+        for col, (values, held) in kept.items():
+            n_values = self.n_values[col]
             pad = -1
-            if col in not_null:  # the most common present value (a missing one would fail every pad row)
-                counts = np.bincount(self.codes[col], minlength=len(first))
-                unusable = first < 0
-                unusable[~unusable] = pd.isna(vf[col].iloc[first[~unusable]]).to_numpy()
-                counts[unusable] = -1
-                pad = int(np.argmax(counts)) if counts.max() > 0 else -1
-            row_code = np.full(rows, pad, dtype=np.int64)
-            row_code[:len(keep)] = keep
-            self.row_code[col] = row_code
-            column = vf[col].iloc[first[np.maximum(row_code, 0)]].reset_index(drop=True)
-            self.frame[col] = column.where(pd.Series(row_code >= 0)) if pad < 0 else column
+            if col in not_null and n_values:   # a present value (a missing one would fail every pad row):
+                # the most common in a sample of rows, likely a good one, so GX lists few pad rows as failing
+                codes = self.codes[col]
+                sample = codes[::max(1, len(codes) // 65536)]
+                pad = int(np.argmax(np.bincount(sample + 1, minlength=n_values + 1)[1:]))
+            elif col in not_null:   # no value at all: missing fails on every row anyway
+                pad = n_values
+            row_value = np.full(rows, pad, dtype=np.int64)
+            row_value[:len(held)] = held
+            self.row_value[col] = row_value
+            with_missing = pd.concat([values, pd.Series([np.nan], dtype=values.dtype)], ignore_index=True)
+            self.frame[col] = with_missing.iloc[np.where(row_value < 0, n_values, row_value)].reset_index(drop=True)
 
     def positions(self, column: str, rows: list) -> np.ndarray:
         """Row positions of the validation frame holding the values at reduced ``rows`` (ascending)."""
-        failing = np.unique(self.row_code[column][np.asarray(rows, dtype=np.int64)])
-        return np.flatnonzero(np.isin(self.codes[column], failing[failing >= 0]))
+        held = np.unique(self.row_value[column][np.asarray(rows, dtype=np.int64)])
+        failing = np.zeros(self.n_values[column] + 1, dtype=bool)   # the last entry: missing (code -1)
+        failing[held[held >= 0]] = True
+        return np.flatnonzero(failing[self.codes[column]])
 
 
-def _gx_failures(vf: pd.DataFrame, source: str) -> list[pd.DataFrame]:
+def _distinct(vf: pd.DataFrame | _ValidationFrame, col: str) -> tuple[pd.Series, np.ndarray]:
+    """(distinct present values, per-row index into them with -1 for missing) of one column."""
+    if isinstance(vf, _ValidationFrame):
+        return vf.distinct(col)
+    codes, uniq = pd.factorize(vf[col])
+    return pd.Series(uniq, dtype=vf[col].dtype), codes
+
+
+def _is_missing(vf: pd.DataFrame | _ValidationFrame, col: str) -> np.ndarray:
+    return vf.is_missing(col) if isinstance(vf, _ValidationFrame) else vf[col].isna().to_numpy()
+
+
+def _text_at(vf: pd.DataFrame | _ValidationFrame, col: str, positions: np.ndarray) -> pd.Series:
+    """A column's values at row ``positions`` (all missing for a column the frame does not have)."""
+    if isinstance(vf, _ValidationFrame):
+        return vf.text_at(col, positions)
+    return (vf[col].iloc[positions] if col in vf.columns
+            else pd.Series([None] * len(positions), dtype="str"))
+
+
+def _gx_failures(vf: pd.DataFrame | _ValidationFrame, source: str) -> list[pd.DataFrame]:
     """Run the suite on the validation frame's distinct values; one error frame per failed expectation."""
     specs = _expectation_specs()
     distinct = _DistinctFrame(vf, {kw["column"] for name, kw, _, _ in specs if name == "ExpectColumnValuesToNotBeNull"},
@@ -283,18 +311,17 @@ def _gx_failures(vf: pd.DataFrame, source: str) -> list[pd.DataFrame]:
 
 # --- building error records -------------------------------------------------------------------------
 
-def _errors_at(vf: pd.DataFrame, positions: np.ndarray, fld: str, reason: str | np.ndarray) -> pd.DataFrame:
+def _errors_at(vf: pd.DataFrame | _ValidationFrame, positions: np.ndarray, fld: str,
+               reason: str | np.ndarray) -> pd.DataFrame:
     """Error records for the rows at ``positions``: the reason quotes the offending value."""
-    values = (vf[fld].iloc[positions] if fld in vf.columns
-              else pd.Series([None] * len(positions), dtype="str"))
-    values = pd.Series(values.astype("str").fillna("").to_numpy(), dtype="str")
+    values = pd.Series(_text_at(vf, fld, positions).astype("str").fillna("").to_numpy(), dtype="str")
     text = pd.Series(np.broadcast_to(np.asarray(reason, dtype=object), (len(positions),)), dtype="str")
     full = (fld + " '" + values + "': " + text).where(values.ne(""), fld + ": " + text)
     return pd.DataFrame({"source_row": vf["source_row"].to_numpy()[positions], "field": fld,
                          "value": values.to_numpy(), "reason": full.to_numpy()})
 
 
-def _mask_errors(vf: pd.DataFrame, mask: np.ndarray | pd.Series, fld: str,
+def _mask_errors(vf: pd.DataFrame | _ValidationFrame, mask: np.ndarray | pd.Series, fld: str,
                  reason: str | pd.Series) -> pd.DataFrame | None:
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
@@ -307,9 +334,17 @@ def _mask_errors(vf: pd.DataFrame, mask: np.ndarray | pd.Series, fld: str,
 # --- vectorised helpers -----------------------------------------------------------------------------
 
 def _blank_to_na(s: pd.Series) -> pd.Series:
-    """Trim; empty -> missing. In pyarrow (one pass per column, no Python per row)."""
-    trimmed = pc.utf8_trim_whitespace(pa.array(s.astype("str").array))
+    """Trim; empty -> missing. In pyarrow (one pass per column, no Python per row).
+
+    A column with nothing to trim and no blank comes back as it is (its text is not copied).
+    """
+    text = s.astype("str")
+    original = pa.array(text.array)
+    trimmed = pc.utf8_trim_whitespace(original)
     blank = pc.equal(trimmed, "")
+    if not pc.any(blank).as_py() and (pc.sum(pc.binary_length(trimmed)).as_py()
+                                      == pc.sum(pc.binary_length(original)).as_py()):
+        return pd.Series(text.array)
     return pd.Series(pd.array(pc.if_else(blank, pa.scalar(None, trimmed.type), trimmed), dtype="str"))
 
 
@@ -373,6 +408,174 @@ def _arrow(s: pd.Series) -> pa.Array:
     """A text column as one pyarrow array (zero-copy for pyarrow-backed columns)."""
     arr = pa.array(s.array)
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+# --- columns as distinct values ---------------------------------------------------------------------
+
+def _chunked(column: pd.Series | pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column as a pyarrow chunked array (zero-copy for pyarrow-backed columns)."""
+    if isinstance(column, pd.Series):
+        column = pa.array(column.astype("str").array)
+    return column if isinstance(column, pa.ChunkedArray) else pa.chunked_array([column])
+
+
+class _Coded:
+    """A text column as its distinct values plus, per row, the index of the row's value (-1: missing).
+
+    Claim columns repeat a few thousand values over a million rows, so every string function, pattern
+    and parse runs once per distinct value and reaches the rows through the codes (one gather or take).
+    """
+
+    __slots__ = ("codes", "source", "values")
+
+    def __init__(self, values: pa.Array, codes: np.ndarray, source: pd.Series | None = None) -> None:
+        self.values = values  # distinct, none missing
+        self.codes = codes    # int32, one per row
+        self.source = source  # the text column encoded, while its values are unchanged (reused, not rebuilt)
+
+    @classmethod
+    def encode(cls, column: pd.Series | pa.Array | pa.ChunkedArray) -> _Coded:
+        """Dictionary-encode a text column (one hash pass over the rows)."""
+        chunks = pc.dictionary_encode(_chunked(column)).chunks
+        if not chunks:
+            return cls.missing(0)
+        # the chunks are encoded with one memo table, so each chunk's dictionary starts the last one's
+        values = chunks[-1].dictionary
+        if not all(c.dictionary.equals(values.slice(0, len(c.dictionary))) for c in chunks[:-1]):
+            return cls.encode(_chunked(column).combine_chunks())
+        codes = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in chunks]
+        source = pd.Series(column.array) if isinstance(column, pd.Series) and column.dtype == "str" else None
+        return cls(values, codes[0] if len(codes) == 1 else np.concatenate(codes), source)
+
+    @classmethod
+    def missing(cls, n: int) -> _Coded:
+        """A column without any value (an optional column the file does not have)."""
+        return cls(pa.array([], pa.large_string()), np.full(n, -1, dtype=np.int32))
+
+    def series(self) -> pd.Series:
+        """The distinct values as a text Series (index = value index)."""
+        return pd.Series(pd.array(self.values, dtype="str"))
+
+    def map(self, fn: Callable[[pd.Series], pd.Series]) -> _Coded:
+        """The column after a text -> text function applied to every distinct value.
+
+        Values that become equal share one code afterwards; a value that becomes missing is missing.
+        """
+        out = pa.array(fn(self.series()).array)
+        out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+        if out.equals(self.values):   # nothing changed (the usual case for clean files)
+            return self
+        encoded = pc.dictionary_encode(out)
+        if out.null_count == 0 and len(encoded.dictionary) == len(out):   # still distinct: codes unchanged
+            return _Coded(out, self.codes)
+        # one extra entry at the end, so code -1 (missing) stays -1
+        remap = np.append(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), -1).astype(np.int32)
+        return _Coded(encoded.dictionary, remap[self.codes])
+
+    def gather(self, per_value: np.ndarray, missing: object) -> np.ndarray:
+        """Per-row array from one entry per distinct value, ``missing`` on rows without a value."""
+        return np.append(per_value, np.asarray([missing], dtype=per_value.dtype))[self.codes]
+
+    def text(self, rows: np.ndarray | None = None, *, fill: str | None = None,
+             values: pa.Array | None = None) -> pd.Series:
+        """The rows' text (only ``rows`` when given) as a pandas text column, one pyarrow take.
+
+        ``values``: replacement text per distinct value (e.g. upper-cased); ``fill``: the text of rows
+        without a value (default missing).
+        """
+        unchanged = values is None or values.equals(self.values)
+        if self.source is not None and rows is None and unchanged and (fill is None or not (self.codes < 0).any()):
+            return self.source
+        values = self.values if values is None else values
+        codes = self.codes if rows is None else self.codes[rows]
+        if fill is None:
+            taken = values.take(pa.array(codes, mask=codes < 0))
+        else:
+            with_fill = pa.concat_arrays([values, pa.array([fill], values.type)])
+            taken = with_fill.take(pa.array(np.where(codes < 0, len(values), codes)))
+        return pd.Series(pd.array(taken, dtype="str"))
+
+
+#: input columns holding about one value per claim or patient and only checked for presence: trimmed
+#: as whole columns (dictionary-encoding them would cost more than it saves)
+_PLAIN_COLUMNS = frozenset({"claim_id", "patient_id"})
+#: parsed numbers: column -> the text column they are read from
+_NUMBER_COLUMNS = {"line_number_num": "line_number", "units_num": "units", "charge_num": "charge_amount"}
+
+
+class _ValidationFrame:
+    """The rows being validated: trimmed, blank->missing input columns (absent optional ones all missing).
+
+    Columns with repeated values are held as :class:`_Coded` (normalised and parsed per distinct value),
+    claim_id and patient_id as plain text columns. ``vf[column]`` gives any column over all rows as a
+    pandas Series, built on first use, so the columns only needed at a few error rows are never built.
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        n = len(frame)
+        self._length = n
+        self._built: dict[str, pd.Series] = {"source_row": pd.Series(frame["source_row"].to_numpy(dtype=np.int64))}
+        self.coded: dict[str, _Coded] = {}
+        for col in INPUT_COLUMNS:
+            present = col in frame.columns
+            if col in _PLAIN_COLUMNS:
+                self._built[col] = _blank_to_na(frame[col]).reset_index(drop=True) if present else _na_text(n)
+            else:
+                self.coded[col] = _Coded.encode(frame[col]).map(_blank_to_na) if present else _Coded.missing(n)
+        self.coded["hcpcs"] = self.coded["hcpcs"].map(lambda v: v.str.upper())
+        charge = self.coded["charge_amount"]
+        if charge.series().str.contains(r"[$,]", regex=True).fillna(False).any():
+            self.coded["charge_amount"] = charge.map(lambda v: v.str.replace(r"^[$]|,", "", regex=True))
+        line = self.coded["line_number"].series()
+        self.numbers: dict[str, np.ndarray] = {   # per distinct value of the text column
+            "line_number_num": _numeric(line.where(line.str.match(r"^[0-9]+$"))).to_numpy(dtype=np.float64),
+            "units_num": _numeric(self.coded["units"].series()).to_numpy(dtype=np.float64),
+            "charge_num": _numeric(self.coded["charge_amount"].series()).to_numpy(dtype=np.float64),
+        }
+
+    @property
+    def columns(self) -> list[str]:
+        return ["source_row", *INPUT_COLUMNS, *_NUMBER_COLUMNS]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, col: str) -> pd.Series:
+        if col not in self._built:
+            if col in self.coded:
+                self._built[col] = self.coded[col].text()
+            elif col in self.numbers:
+                self._built[col] = pd.Series(self.number(col), dtype="float64")
+            else:
+                raise KeyError(col)
+        return self._built[col]
+
+    def number(self, col: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """A parsed number column per row (NaN where missing or not a number), only ``rows`` when given."""
+        coded = self.coded[_NUMBER_COLUMNS[col]]
+        codes = coded.codes if rows is None else coded.codes[rows]
+        return np.append(self.numbers[col], np.nan)[codes]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({col: self[col] for col in self.columns})
+
+    def text_at(self, col: str, positions: np.ndarray) -> pd.Series:
+        """The column's values at row ``positions`` (without building the whole column)."""
+        if col in self.coded:
+            return self.coded[col].text(np.asarray(positions, dtype=np.int64))
+        return self[col].iloc[positions].reset_index(drop=True)
+
+    def distinct(self, col: str) -> tuple[pd.Series, np.ndarray]:
+        """(distinct values, per-row index into them with -1 for missing); numbers per text value."""
+        if col in self.numbers:
+            return pd.Series(self.numbers[col], dtype="float64"), self.coded[_NUMBER_COLUMNS[col]].codes
+        if col in self.coded:
+            return self.coded[col].series(), self.coded[col].codes
+        codes, uniq = pd.factorize(self[col])
+        return pd.Series(uniq, dtype=self[col].dtype), codes
+
+    def is_missing(self, col: str) -> np.ndarray:
+        return self.coded[col].codes < 0 if col in self.coded else self[col].isna().to_numpy()
 
 
 def _modifier_tokens(vf: pd.DataFrame, present: set[str]) -> tuple[np.ndarray, np.ndarray, pa.Array]:
@@ -474,6 +677,72 @@ def _check_modifiers(vf: pd.DataFrame, known: set[str], present: set[str] | None
     return errors, pd.DataFrame({c: pd.Series(pd.array(a, dtype="str")) for c, a in canon.items()})
 
 
+def _modifier_combinations(vf: _ValidationFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(per-row combination index, one row holding each combination) of the modifier columns' values.
+
+    A file has a few hundred distinct modifier combinations, so they are checked once each.
+    """
+    n = len(vf)
+    key = np.zeros(n, dtype=np.int64)
+    size = 1
+    for col in ["modifiers", *MODIFIER_COLUMNS]:
+        coded = vf.coded[col]
+        width = len(coded.values) + 1
+        if width == 1:    # no value in this column
+            continue
+        if size * width >= 2 ** 62:   # keep the combined key inside int64: renumber what is there so far
+            key, uniq = pd.factorize(key)
+            size = len(uniq)
+        key = key * width + (coded.codes + 1)
+        size *= width
+    if size <= 4 * n + 1024:   # dense renumbering: no hashing
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        combination = (np.cumsum(seen) - 1)[key]
+        n_combinations = int(seen.sum())
+    else:
+        combination, uniq = pd.factorize(key)
+        n_combinations = len(uniq)
+    holder = np.zeros(n_combinations, dtype=np.int64)
+    holder[combination] = np.arange(n)   # some row of each combination (they all hold the same values)
+    return combination, holder
+
+
+def _spread_to_rows(errors: pd.DataFrame, combination: np.ndarray, source_rows: np.ndarray) -> pd.DataFrame:
+    """Error records found per combination (``source_row`` = combination index) onto every row holding it.
+
+    Rows come out ascending, each with its combination's records in their order.
+    """
+    found = errors["source_row"].to_numpy(dtype=np.int64)
+    n_combinations = int(combination.max()) + 1 if len(combination) else 0
+    hit = np.zeros(n_combinations, dtype=bool)
+    hit[found] = True
+    rows = np.flatnonzero(hit[combination])
+    order = np.argsort(found, kind="stable")
+    start = np.searchsorted(found[order], np.arange(n_combinations))
+    per_row = np.bincount(found, minlength=n_combinations)[combination[rows]]
+    offset = np.arange(per_row.sum()) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    records = order[np.repeat(start[combination[rows]], per_row) + offset]
+    out = errors.iloc[records].reset_index(drop=True)
+    out["source_row"] = source_rows[np.repeat(rows, per_row)]
+    return out
+
+
+def _check_modifier_combinations(vf: _ValidationFrame, known: set[str], present: set[str]
+                                 ) -> tuple[list[pd.DataFrame], pd.DataFrame, np.ndarray]:
+    """:func:`_check_modifiers` on each distinct combination of modifier values, spread to the rows.
+
+    Returns the error frames, the canonical modifier columns per combination and each row's combination.
+    """
+    combination, holder = _modifier_combinations(vf)
+    columns = ["modifiers", *MODIFIER_COLUMNS]
+    reduced = pd.DataFrame({"source_row": np.arange(len(holder), dtype=np.int64),
+                            **{col: vf.text_at(col, holder) for col in columns}})
+    errors, canon = _check_modifiers(reduced, known, present)
+    source_rows = vf["source_row"].to_numpy()
+    return [_spread_to_rows(e, combination, source_rows) for e in errors], canon, combination
+
+
 # --- main entry -------------------------------------------------------------------------------------
 
 def missing_required_columns(columns: list[str]) -> list[str]:
@@ -481,20 +750,30 @@ def missing_required_columns(columns: list[str]) -> list[str]:
 
 
 def _validation_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Trimmed, blank->NA text columns for every input column (absent optional ones all-NA)."""
-    n = len(frame)
-    cols: dict[str, pd.Series | np.ndarray] = {"source_row": frame["source_row"].to_numpy(dtype=np.int64)}
-    for col in INPUT_COLUMNS:
-        cols[col] = (_blank_to_na(frame[col]).reset_index(drop=True) if col in frame.columns
-                     else _na_text(n))
-    vf = pd.DataFrame(cols)
-    vf["hcpcs"] = vf["hcpcs"].str.upper()
-    if vf["charge_amount"].str.contains(r"[$,]", regex=True).fillna(False).any():
-        vf["charge_amount"] = vf["charge_amount"].str.replace(r"^[$]|,", "", regex=True)
-    vf["line_number_num"] = _numeric(vf["line_number"].where(vf["line_number"].str.match(r"^[0-9]+$")))
-    vf["units_num"] = _numeric(vf["units"])
-    vf["charge_num"] = _numeric(vf["charge_amount"])
-    return vf
+    """Trimmed, blank->NA text columns for every input column (absent optional ones all-NA), plus the
+    parsed numbers, as one DataFrame (validation itself keeps them as a :class:`_ValidationFrame`)."""
+    return _ValidationFrame(frame).to_frame()
+
+
+def _pair_counts(claim: pd.Series, line_number: pd.Series) -> np.ndarray:
+    """Rows per (claim, line number) pair at each row; 0 where either is missing."""
+    counts = np.zeros(len(claim), dtype=np.int64)
+    keyed = (claim.notna() & line_number.notna()).to_numpy()
+    if keyed.any():
+        # the pair as one integer: factorizing claim ids (Arrow dictionary encode) beats hashing text pairs
+        c_codes, _ = pd.factorize(claim[keyed])
+        l_codes, l_uniq = pd.factorize(line_number[keyed])
+        pair_codes, _ = pd.factorize(c_codes.astype(np.int64) * max(len(l_uniq), 1) + l_codes)
+        counts[keyed] = np.bincount(pair_codes)[pair_codes]
+    return counts
+
+
+def claim_line_counts(claim_id: pd.Series, line_number: pd.Series) -> np.ndarray:
+    """File-wide :func:`_pair_counts` from raw text columns, normalised as validation does (trimmed,
+    blank is missing, line numbers whole numbers), so a file validated in chunks finds the same repeats."""
+    claim = _blank_to_na(claim_id)
+    text = _blank_to_na(line_number)
+    return _pair_counts(claim, _numeric(text.where(text.str.match(r"^[0-9]+$"))))
 
 
 def validate_table(table: RawTable, known: set[str], *, today: date | None = None
@@ -505,125 +784,126 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
     columns first (:func:`missing_required_columns`).
     """
     frame = table.frame
-    vf = _validation_frame(frame)
+    vf = _ValidationFrame(frame)
     errors: list[pd.DataFrame] = []
     if table.row_errors is not None and len(table.row_errors):
         errors.append(table.row_errors[ERROR_COLUMNS])
     if len(vf):
         errors += _gx_failures(vf, table.name)
 
-    # NPI check digit: only on values that already passed the 10-digit format check
+    # NPI check digit: only on values that already passed the 10-digit format check (per distinct NPI)
     for col in ("rendering_npi", "billing_npi"):
-        s = vf[col]
-        ten = s.str.fullmatch(r"[0-9]{10}").fillna(False).to_numpy(dtype=bool)
+        npis = vf.coded[col]
+        values = npis.series()
+        ten = values.str.fullmatch(r"[0-9]{10}").fillna(False).to_numpy(dtype=bool)
         if ten.any():
-            bad = ten & ~npi_check_digit_ok(s)
-            errors.append(_mask_errors(vf, bad, col, "fails the NPI check digit (Luhn)"))
+            bad = ten & ~npi_check_digit_ok(values)
+            errors.append(_mask_errors(vf, npis.gather(bad, False), col, "fails the NPI check digit (Luhn)"))
 
-    # service dates: real calendar dates in a plausible window
-    dates = parse_service_dates(vf["service_date"])
-    well_formed = vf["service_date"].str.match(f"{_ISO_DATE}|{_US_DATE}").fillna(False).to_numpy(dtype=bool)
+    # service dates: real calendar dates in a plausible window (per distinct date)
+    service_dates = vf.coded["service_date"]
+    values = service_dates.series()
+    dates = parse_service_dates(values)
+    well_formed = values.str.match(f"{_ISO_DATE}|{_US_DATE}").fillna(False).to_numpy(dtype=bool)
     nat = dates.isna().to_numpy()
     latest = pd.Timestamp(today or date.today()) + timedelta(days=1)
-    errors.append(_mask_errors(vf, well_formed & nat, "service_date", "not a real calendar date"))
-    errors.append(_mask_errors(vf, (dates < EARLIEST_SERVICE_DATE).to_numpy(), "service_date",
-                               f"before {EARLIEST_SERVICE_DATE.date().isoformat()}"))
-    errors.append(_mask_errors(vf, (dates > latest).to_numpy(), "service_date",
+    errors.append(_mask_errors(vf, service_dates.gather(well_formed & nat, False), "service_date",
+                               "not a real calendar date"))
+    errors.append(_mask_errors(vf, service_dates.gather((dates < EARLIEST_SERVICE_DATE).to_numpy(), False),
+                               "service_date", f"before {EARLIEST_SERVICE_DATE.date().isoformat()}"))
+    errors.append(_mask_errors(vf, service_dates.gather((dates > latest).to_numpy(), False), "service_date",
                                f"in the future (after {latest.date().isoformat()})"))
 
-    # line_number unique within claim (within this file)
-    ln = vf["line_number_num"]
-    keyed = vf["claim_id"].notna() & ln.notna()
-    dup = np.zeros(len(vf), dtype=bool)
-    if keyed.any():
-        # (claim, line number) pairs as one integer: factorizing the claim ids (Arrow dictionary encode)
-        # is much cheaper than hashing the text pairs row by row
-        c_codes, _ = pd.factorize(vf["claim_id"][keyed])
-        l_codes, l_uniq = pd.factorize(ln[keyed])
-        pair = c_codes.astype(np.int64) * max(len(l_uniq), 1) + l_codes
-        dup[np.flatnonzero(keyed.to_numpy())] = pd.Series(pair).duplicated(keep=False).to_numpy()
+    # line_number unique within claim, counted over the whole file (a chunk gets the file's counts)
+    times = table.line_counts if table.line_counts is not None else _pair_counts(
+        vf["claim_id"], vf["line_number_num"])
+    dup = times > 1
     if dup.any():
-        times = pd.DataFrame({"c": vf["claim_id"], "l": ln}).groupby(["c", "l"])["l"].transform("size")
-        reason = ("appears " + times.astype("Int64").astype("str") + " times in claim '"
+        reason = ("appears " + pd.Series(times, dtype="Int64").astype("str") + " times in claim '"
                   + vf["claim_id"].fillna("") + "'")
         errors.append(_mask_errors(vf, dup, "line_number", reason))
 
-    mod_errors, canon_mods = _check_modifiers(vf, known, set(frame.columns))
+    mod_errors, canon_mods, mod_combination = _check_modifier_combinations(vf, known, set(frame.columns))
     errors += mod_errors
 
     errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
         e is not None and len(e) for e in errors) else pd.DataFrame(columns=ERROR_COLUMNS)
     bad_rows = np.unique(errs["source_row"].to_numpy(dtype=np.int64)) if len(errs) else np.array([], np.int64)
     is_bad = np.isin(vf["source_row"].to_numpy(), bad_rows)
-    good = ~is_bad
-
-    if good.all():   # the usual case: no row to drop, no copy
-        lines = _canonical(table.name, vf, dates, canon_mods)
-    else:
-        keep = [c for c in vf.columns if c not in _NOT_IN_LINES]
-        lines = _canonical(table.name, vf.loc[good, keep], dates[good], canon_mods[good])
+    keep = np.flatnonzero(~is_bad) if is_bad.any() else None   # None: every row (the usual case, no copy)
+    lines = _canonical(table.name, vf, keep, dates.to_numpy(), canon_mods, mod_combination)
     quarantine = _quarantine_rows(table, vf, is_bad, errs)
     return lines, quarantine
 
 
-#: validation-frame columns the canonical lines do not read (not copied when bad rows are dropped):
-#: modifiers come from the canonical modifier frame, numbers and dates from their parsed forms
-_NOT_IN_LINES = frozenset({"modifiers", *MODIFIER_COLUMNS, "line_number", "units", "charge_amount", "service_date"})
+def _canonical(name: str, vf: _ValidationFrame, keep: np.ndarray | None, dates: np.ndarray,
+               mods: pd.DataFrame, mod_combination: np.ndarray) -> pd.DataFrame:
+    """Canonical claim lines (schemas.LINE_COLUMNS except line_uid) from the validated rows at ``keep``
+    (all rows when None). Text is normalised per distinct value, then taken to the rows once per column.
 
+    dates: parsed service date per distinct service_date value; mods: canonical modifier columns per
+    modifier combination; mod_combination: each row's combination.
+    """
+    n = len(vf) if keep is None else len(keep)
 
-def _canonical(name: str, vf: pd.DataFrame, dates: pd.Series, mods: pd.DataFrame) -> pd.DataFrame:
-    """Canonical claim lines (schemas.LINE_COLUMNS except line_uid) from validated rows."""
-    vf = vf.reset_index(drop=True)
-    mods = mods.reset_index(drop=True)
+    def rows(per_row: np.ndarray) -> np.ndarray:
+        return per_row if keep is None else per_row[keep]
 
-    def text(col: str) -> pd.Series:
-        column = vf[col]
+    def plain(col: str) -> pd.Series:
+        column = vf[col] if keep is None else vf[col].take(keep).reset_index(drop=True)
         return column.fillna("") if column.hasnans else column   # required columns have no gaps left
 
-    diagnosis = (text("diagnosis_codes").str.upper()
-                 .str.replace(_SEPARATORS, ",", regex=True).str.strip(","))
-    out = pd.DataFrame({
-        "source_file": pd.Series(pd.array(pa.array([name] * len(vf), pa.string()), dtype="str")),
-        "source_row": vf["source_row"].to_numpy(dtype=np.int64),
-        "claim_id": text("claim_id"),
-        "line_number": vf["line_number_num"].to_numpy(dtype=np.int64),
-        "patient_id": text("patient_id"),
+    def text(col: str, normalise: Callable[[pd.Series], pd.Series] | None = None, fill: str = "") -> pd.Series:
+        coded = vf.coded[col]
+        values = None if normalise is None else _arrow(normalise(coded.series()))
+        return coded.text(keep, fill=fill, values=values)
+
+    service_dates = vf.coded["service_date"]
+    combination = pa.array(rows(mod_combination))
+    return pd.DataFrame({
+        "source_file": pd.Series(pd.array(pa.repeat(pa.scalar(name, pa.large_string()), n), dtype="str")),
+        "source_row": rows(vf["source_row"].to_numpy(dtype=np.int64)),
+        "claim_id": plain("claim_id"),
+        "line_number": vf.number("line_number_num", keep).astype(np.int64),
+        "patient_id": plain("patient_id"),
         "rendering_npi": text("rendering_npi"),
         "billing_npi": text("billing_npi"),
-        "payer": vf["payer"].str.lower().fillna(DEFAULT_PAYER),
-        "service_date": dates.to_numpy().astype("datetime64[ns]"),
+        "payer": text("payer", lambda v: v.str.lower(), fill=DEFAULT_PAYER),
+        "service_date": np.append(dates, np.datetime64("NaT"))[rows(service_dates.codes)].astype("datetime64[ns]"),
         "hcpcs": text("hcpcs"),
-        **{c: mods[c] for c in ["modifiers", *MODIFIER_COLUMNS]},
-        "units": vf["units_num"].to_numpy(dtype=np.float64),
-        "charge_amount": vf["charge_num"].to_numpy(dtype=np.float64),
+        **{c: pd.Series(pd.array(_arrow(mods[c]).take(combination), dtype="str"))
+           for c in ["modifiers", *MODIFIER_COLUMNS]},
+        "units": vf.number("units_num", keep),
+        "charge_amount": vf.number("charge_num", keep),
         "place_of_service": text("place_of_service"),
         "locality": text("locality"),
-        "service_zip": text("service_zip").str.slice(0, 5),
-        "diagnosis_codes": diagnosis,
+        "service_zip": text("service_zip", lambda v: v.str.slice(0, 5)),
+        "diagnosis_codes": text("diagnosis_codes",
+                                lambda v: v.str.upper().str.replace(_SEPARATORS, ",", regex=True).str.strip(",")),
     })
-    return out
 
 
 def _join_unique(values: Iterable[str]) -> str:
     return "; ".join(dict.fromkeys(values))
 
 
-def _quarantine_rows(table: RawTable, vf: pd.DataFrame, is_bad: np.ndarray, errs: pd.DataFrame) -> pd.DataFrame:
+def _quarantine_rows(table: RawTable, vf: pd.DataFrame | _ValidationFrame, is_bad: np.ndarray,
+                     errs: pd.DataFrame) -> pd.DataFrame:
     """One quarantine row per bad input row: every field and reason joined with '; ', plus the raw row."""
     if not is_bad.any():
         return empty_quarantine()
     grouped = errs.groupby("source_row", sort=True).agg(
         field=("field", _join_unique), value=("value", lambda v: _join_unique(x for x in map(str, v) if x)),
         reason=("reason", "; ".join))
-    bad = vf[is_bad]
-    rows = bad["source_row"].to_numpy()
+    positions = np.flatnonzero(is_bad)
+    rows = vf["source_row"].to_numpy()[positions]
     grouped = grouped.reindex(rows)
-    raw = raw_text(table, np.flatnonzero(is_bad))
+    raw = raw_text(table, positions)
     out = pd.DataFrame({
         "source_file": table.name,
         "source_row": rows.astype(np.int64),
-        "claim_id": bad["claim_id"].fillna("").to_numpy(),
-        "line_number": bad["line_number"].fillna("").to_numpy(),
+        "claim_id": _text_at(vf, "claim_id", positions).fillna("").to_numpy(),
+        "line_number": _text_at(vf, "line_number", positions).fillna("").to_numpy(),
         "field": grouped["field"].to_numpy(),
         "value": grouped["value"].to_numpy(),
         "reason": grouped["reason"].to_numpy(),

@@ -16,6 +16,7 @@ import pytest
 
 from scrubber import schemas
 from scrubber.claims import QUARANTINE_COLUMNS, intake, load_modifier_sets
+from scrubber.claims.intake import IntakeStream
 from scrubber.claims.validate import known_modifiers, npi_check_digit_ok, parse_service_dates
 from scrubber.errors import InputFileError, RulesError
 
@@ -415,3 +416,49 @@ def test_modifier_yaml_missing_or_not_yaml(tmp_path: Path) -> None:
 def test_integer_modifiers_in_yaml_are_read_as_codes(tmp_path: Path) -> None:
     (tmp_path / "modifiers.yaml").write_text("groups:\n  extra: [26, 59, xu]\n")
     assert load_modifier_sets(tmp_path) == {"extra": {"26", "59", "XU"}}
+
+
+# --- intake in chunks of rows (how big files are read) --------------------------------------------------
+
+def _chunk_rows() -> list[str]:
+    rows = [good_row(f"C{i // 3}", i % 3 + 1, patient_id=f"P{i % 7}") for i in range(20)]
+    rows[4] = good_row("C1", 2, rendering_npi=BAD_NPI)            # bad NPI check digit
+    rows[17] = good_row("C0", 2, patient_id="P9")                  # C0 line 2 again, 16 rows later
+    rows[11] = good_row("C3", 3, units="-1")                       # negative units
+    return rows
+
+
+@pytest.fixture(params=["csv", "parquet"])
+def chunked_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    csv_path = write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(_chunk_rows()) + "\n")
+    if request.param == "csv":
+        return csv_path
+    path = tmp_path / "claims.parquet"
+    pd.read_csv(csv_path, dtype=str, keep_default_na=False).to_parquet(path, index=False, row_group_size=5)
+    return path
+
+
+def test_chunked_intake_matches_one_pass(chunked_file: Path) -> None:
+    whole = intake([chunked_file])
+    chunked = intake([chunked_file], chunk_rows=4)
+    pd.testing.assert_frame_equal(chunked.lines, whole.lines)
+    pd.testing.assert_frame_equal(chunked.quarantine, whole.quarantine)
+    assert chunked.input_rows == whole.input_rows == 20
+    assert chunked.files[0]["accepted"] == whole.files[0]["accepted"]
+
+
+def test_a_line_number_repeated_across_chunks_is_quarantined_on_both_rows(chunked_file: Path) -> None:
+    result = intake([chunked_file], chunk_rows=4)
+    repeated = result.quarantine[result.quarantine["field"].str.contains("line_number")]
+    assert repeated["claim_id"].tolist() == ["C0", "C0"]
+    assert repeated["reason"].str.contains("appears 2 times in claim 'C0'").all()
+    assert set(result.quarantine["claim_id"]) == {"C0", "C1", "C3"}
+
+
+def test_stream_hands_out_chunks_with_running_line_uids(chunked_file: Path) -> None:
+    stream = IntakeStream([chunked_file], chunk_rows=4)
+    chunks = list(stream)
+    assert len(chunks) == 5
+    uids = pd.concat(chunks)["line_uid"].tolist()
+    assert uids == list(range(len(uids)))
+    assert stream.input_rows == len(uids) + len(stream.quarantine) == 20
