@@ -18,7 +18,9 @@ its RVU release (global days, status).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -110,17 +112,26 @@ def _run_keys(store: Store, run_id: str) -> list[str]:
     return [k for k in store.list(HISTORY_PREFIX) if k.endswith(suffix) and _KEY_RE.match(k)]
 
 
-def append_history(store: Store, lines: pd.DataFrame, *, run_id: str) -> int:
-    """Record a run's scrubbed lines; re-running the same ``run_id`` replaces its files. Returns rows written.
+class HistoryWriter:
+    """A run's history written shard by shard: one Parquet file per service month, streamed to local
+    files and published when the run is done (:meth:`close`), so a run too big for memory still leaves
+    one file per month and a re-run still replaces instead of duplicating.
 
-    One Parquet write per service month (atomic per file); files of this run for months it no longer has
-    are deleted afterwards, so a reader sees either the old or the new version of each month.
+    Use as a context manager or call :meth:`close`; :meth:`abort` drops what was written.
     """
-    _check_run_id(run_id)
-    old = set(_run_keys(store, run_id))
-    written: set[str] = set()
-    if len(lines):
-        table = _to_arrow(lines, run_id)
+
+    def __init__(self, store: Store, run_id: str, workdir: str | os.PathLike[str] | None = None) -> None:
+        _check_run_id(run_id)
+        self.store, self.run_id = store, run_id
+        self._tmp = tempfile.TemporaryDirectory(prefix="history-", dir=workdir)
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.rows = 0
+
+    def add(self, lines: pd.DataFrame) -> None:
+        """Append scrubbed lines (any service months)."""
+        if not len(lines):
+            return
+        table = _to_arrow(lines, self.run_id)
         # month index since 1970 fits int16 until year 4700: a radix sort, one take, contiguous slices
         months = pd.to_datetime(lines["service_date"]).to_numpy(dtype="datetime64[M]").astype("int64")
         months = months.astype("int16")
@@ -131,18 +142,64 @@ def append_history(store: Store, lines: pd.DataFrame, *, run_id: str) -> int:
             table = pa.Table.from_arrays([col.take(idx) for col in table.columns], schema=HISTORY_SCHEMA)
         uniq, starts = np.unique(months, return_index=True)
         bounds = [*starts.tolist(), len(months)]
-        jobs = {}
+        parts = {}
         for i, month in enumerate(uniq):
             m = int(month)
-            key = history_key(f"{1970 + m // 12:04d}-{m % 12 + 1:02d}", run_id)
-            jobs[key] = table.slice(bounds[i], bounds[i + 1] - bounds[i])
-        # Parquet encoding releases the GIL: months of a batch are written side by side
-        with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
-            list(pool.map(lambda item: store.write_parquet(*item), jobs.items()))
-        written.update(jobs)
-    for key in sorted(old - written):
-        store.delete(key)
-    return len(lines)
+            parts[f"{1970 + m // 12:04d}-{m % 12 + 1:02d}"] = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        # Parquet encoding releases the GIL: the months of a shard are encoded side by side
+        with ThreadPoolExecutor(max_workers=min(4, len(parts))) as pool:
+            list(pool.map(lambda item: self._writer(item[0]).write_table(item[1]), parts.items()))
+        self.rows += len(lines)
+
+    def _writer(self, month: str) -> pq.ParquetWriter:
+        if month not in self._writers:
+            path = os.path.join(self._tmp.name, f"{month}.parquet")
+            self._writers[month] = pq.ParquetWriter(path, HISTORY_SCHEMA, compression="zstd")
+        return self._writers[month]
+
+    def close(self) -> int:
+        """Publish one file per month (each atomic), then delete this run's files for months it no longer
+        has; returns the rows written."""
+        try:
+            old = set(_run_keys(self.store, self.run_id))
+            written = set()
+            for month, writer in sorted(self._writers.items()):
+                writer.close()
+                key = history_key(month, self.run_id)
+                self.store.upload_file(os.path.join(self._tmp.name, f"{month}.parquet"), key)
+                written.add(key)
+            for key in sorted(old - written):
+                self.store.delete(key)
+        finally:
+            self._writers.clear()
+            self._tmp.cleanup()
+        return self.rows
+
+    def abort(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def append_history(store: Store, lines: pd.DataFrame, *, run_id: str) -> int:
+    """Record a run's scrubbed lines; re-running the same ``run_id`` replaces its files. Returns rows written.
+
+    One Parquet file per service month (atomic per file); files of this run for months it no longer has
+    are deleted afterwards, so a reader sees either the old or the new version of each month.
+    """
+    with HistoryWriter(store, run_id) as writer:
+        writer.add(lines)
+    return writer.rows
 
 
 def _month_index(year: int, month: int) -> int:

@@ -9,8 +9,10 @@ logical date):
 3. ``stage_scrub_shard`` price and check one shard (a patient's lines are always in one shard)
 4. ``stage_publish``     merge shards, write the report (summary.json last), append history
 
-``run_scrub`` runs all stages in one process; with large inputs it still processes shard by shard
-to bound memory.
+``run_scrub`` runs all stages in one process. A big input is never in memory whole: intake validates
+it in chunks of rows, the chunks are split by patient into shards spilled to local Parquet files
+(scrubber.shards), and each shard's results are streamed out (lines.parquet, history, summary totals)
+before the next is read; only the flags of the run are kept to the end (the report sorts them).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scrubber.report.summary import LineTotals
 from scrubber.settings import Settings
+from scrubber.shards import SHARD_LINES, ParquetSink, ShardSpill, estimate_rows, shard_count
 from scrubber.store import LocalStore, Store
 
 WORK_PREFIX = "work"
-#: lines per in-process shard; bounds memory on 10M-line inputs
-SHARD_LINES = 2_000_000
 #: every code's history is read this far back (global periods reach 90 days; same-day edits need the day)
 HISTORY_ALL_CODES_DAYS = 120
 
@@ -60,15 +64,24 @@ class RunSpec:
 
 @dataclass
 class RunResult:
-    """What a run produced, for the command line and tests."""
+    """What a run produced, for the command line and tests. A run of one shard keeps its priced lines;
+    a bigger one reads them back from the report's lines.parquet when asked."""
 
     spec: RunSpec
     summary: dict
     flags: pd.DataFrame
-    lines: pd.DataFrame
     quarantine: pd.DataFrame
     report_location: str
     files: list[str] = field(default_factory=list)
+    held_lines: pd.DataFrame | None = None
+    report_store: Store | None = None
+
+    @property
+    def lines(self) -> pd.DataFrame:
+        if self.held_lines is None and self.report_store is not None:
+            key = next(f for f in self.files if f.rsplit("/", 1)[-1] == "lines.parquet")
+            self.held_lines = self.report_store.read_parquet(key)
+        return self.held_lines if self.held_lines is not None else pd.DataFrame()
 
 
 # --- identity ---------------------------------------------------------------------------------------
@@ -184,14 +197,6 @@ def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.Da
     return pd.concat([older, recent], ignore_index=True) if len(recent) else older
 
 
-def shard_of(patient_ids: pd.Series, shards: int) -> np.ndarray:
-    """Stable shard number per patient (same patient -> same shard across runs)."""
-    if shards <= 1:
-        return np.zeros(len(patient_ids), dtype=np.int64)
-    hashed = pd.util.hash_pandas_object(patient_ids.astype(str), index=False).to_numpy()
-    return (hashed % np.uint64(shards)).astype(np.int64)
-
-
 # --- stages (used by the DAG; run_scrub chains them in-process) ---------------------------------------
 
 def _work(spec: RunSpec, name: str) -> str:
@@ -199,21 +204,26 @@ def _work(spec: RunSpec, name: str) -> str:
 
 
 def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1) -> list[str]:
-    """Read, validate and shard the run's inputs. Rewrites the same keys on retry."""
-    from scrubber.claims.intake import intake
+    """Read, validate and shard the run's inputs (chunk by chunk). Rewrites the same keys on retry."""
+    from scrubber.claims.intake import IntakeStream
 
     t0 = time.perf_counter()
-    named = _read_sources(store, spec.sources)
-    result = intake(named)
-    store.write_parquet(_work(spec, "quarantine.parquet"), _stringify(result.quarantine))
-    shard_no = shard_of(result.lines["patient_id"], shards)
+    stream = IntakeStream(_read_sources(store, spec.sources))
     keys = []
-    for k in range(max(shards, 1)):
-        key = _work(spec, f"lines/shard-{k:04d}.parquet")
-        store.write_parquet(key, result.lines[shard_no == k])
-        keys.append(key)
+    with ShardSpill(max(shards, 1)) as spill:
+        for chunk in stream:
+            spill.add(chunk)
+        store.write_parquet(_work(spec, "quarantine.parquet"), _stringify(stream.quarantine))
+        for k, table in enumerate(spill.tables()):  # shards cross process boundaries: Parquet in the store
+            keys.append(_work(spec, f"lines/shard-{k:04d}.parquet"))
+            store.write_parquet(keys[-1], table)
+        if not keys:  # every row quarantined: one empty shard, so the report still gets its columns
+            from scrubber.claims.intake import empty_lines
+
+            keys.append(_work(spec, "lines/shard-0000.parquet"))
+            store.write_parquet(keys[0], empty_lines())
     store.write_text(_work(spec, "intake.json"), json.dumps({
-        "spec": spec.to_json(), "input_rows": result.input_rows, "files": result.files, "shards": keys,
+        "spec": spec.to_json(), "input_rows": stream.input_rows, "files": stream.files, "shards": keys,
         "seconds": time.perf_counter() - t0}, default=str))
     return keys
 
@@ -235,43 +245,110 @@ def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: 
 def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, out_store: Store | None = None,
                   out_prefix: str | None = None, settings: Settings | None = None,
                   timings: dict | None = None) -> dict:
-    """Merge shard results, write the report (summary.json last) and append history (replace by run id)."""
+    """Merge shard results (one at a time), write the report (summary.json last) and the run's history
+    (replacing an earlier attempt's)."""
     intake_doc = json.loads(store.read_text(_work(spec, "intake.json")))
     quarantine = store.read_parquet(_work(spec, "quarantine.parquet"))
-    lines = pd.concat([store.read_parquet(f"{p}.lines.parquet") for p in shard_results], ignore_index=True)
-    flags = pd.concat([store.read_parquet(f"{p}.flags.parquet") for p in shard_results], ignore_index=True)
     merged_timings: dict = dict(timings or {})
     merged_timings.setdefault("intake", intake_doc.get("seconds", 0.0))
-    for p in shard_results:
-        for k, v in json.loads(store.read_text(f"{p}.timings.json")).items():
-            merged_timings[k] = merged_timings.get(k, 0.0) + v
-    return _publish(store, spec, lines=lines, flags=flags, quarantine=quarantine, input_rows=intake_doc["input_rows"],
-                    files=intake_doc["files"], timings=merged_timings, out_store=out_store, out_prefix=out_prefix,
-                    settings=settings)
+    with RunOutput(store, spec) as output:
+        for p in shard_results:
+            output.add(store.read_parquet(f"{p}.lines.parquet"), store.read_parquet(f"{p}.flags.parquet"))
+            for k, v in json.loads(store.read_text(f"{p}.timings.json")).items():
+                merged_timings[k] = merged_timings.get(k, 0.0) + v
+        return _publish(store, spec, output, quarantine=quarantine, input_rows=intake_doc["input_rows"],
+                        files=intake_doc["files"], timings=merged_timings, out_store=out_store,
+                        out_prefix=out_prefix)
 
 
-def _publish(store: Store, spec: RunSpec, *, lines: pd.DataFrame, flags: pd.DataFrame, quarantine: pd.DataFrame,
-             input_rows: int, files: list, timings: dict, out_store: Store | None, out_prefix: str | None,
-             settings: Settings | None) -> dict:
-    from scrubber.history import append_history
+class RunOutput:
+    """Where a run's scrubbed shards go: lines.parquet of the report, the run's history, the line totals
+    of the summary, and the flags (kept: the report sorts them all).
+
+    Streaming (several shards): each shard's lines are written out as it comes (lines.parquet to a local
+    file until the report is published, history to per-month files), so memory holds one shard at a
+    time. Holding (``hold_lines``, one shard): the lines stay in memory and are written with the report,
+    side by side with the other report files.
+    """
+
+    def __init__(self, store: Store, spec: RunSpec, *, hold_lines: bool = False) -> None:
+        from scrubber.history import HistoryWriter
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="run-output-")
+        self.lines_sink = ParquetSink(Path(self._tmp.name) / "lines.parquet")
+        self.history = HistoryWriter(store, spec.run_id, self._tmp.name)
+        self.totals = LineTotals()
+        self.flag_parts: list[pd.DataFrame] = []
+        self.hold_lines = hold_lines
+        self.held: list[pd.DataFrame] = []
+
+    def add(self, priced: pd.DataFrame, flags: pd.DataFrame) -> None:
+        priced = _stringify(priced)
+        self.totals.add(LineTotals.of(priced))
+        self.flag_parts.append(_stringify(flags))
+        if self.hold_lines:
+            self.held.append(priced)
+        else:
+            self.lines_sink.write(priced)
+            self.history.add(priced)
+
+    def flags(self) -> pd.DataFrame:
+        parts = [f for f in self.flag_parts if len(f)] or self.flag_parts[:1]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def lines(self) -> pd.DataFrame | Path:
+        """The lines for the report: the held frame, or the finished lines.parquet file."""
+        if self.hold_lines:
+            return pd.concat(self.held, ignore_index=True) if len(self.held) > 1 else self.held[0]
+        return self.lines_sink.close() or Path(self._tmp.name) / "lines.parquet"
+
+    def close_history(self) -> None:
+        """Write held lines to history (streamed ones are there already) and publish the run's files."""
+        if self.hold_lines:
+            for part in self.held:
+                self.history.add(part)
+        self.history.close()
+
+    def cleanup(self) -> None:
+        self.lines_sink.close()
+        self.history.abort()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> RunOutput:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cleanup()
+
+
+def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.DataFrame, input_rows: int,
+             files: list, timings: dict, out_store: Store | None, out_prefix: str | None) -> dict:
     from scrubber.report.summary import build_summary
     from scrubber.report.writers import write_report
 
     t0 = time.perf_counter()
+    flags = output.flags()
     if len(flags):
         flags = flags.sort_values(["amount_at_risk", "claim_id", "line_number", "rule_id"],
                                   ascending=[False, True, True, True], na_position="last", kind="stable")
         flags = flags.reset_index(drop=True)
+    output.flag_parts = [flags]
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
-    summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=lines, flags=flags,
+    summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
                             quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
     summary["report_location"] = _location(target, prefix)
-    written = write_report(target, prefix, flags=flags, lines=lines, quarantine=quarantine, summary=summary)
-    if len(quarantine):
-        qbuf = io.StringIO()
-        quarantine.to_csv(qbuf, index=False)
-        store.write_text(f"quarantine/{spec.run_date.isoformat()}/{spec.run_id}/quarantine.csv", qbuf.getvalue())
-    append_history(store, lines, run_id=spec.run_id)
+    # history is independent of the report (a re-run replaces both): written beside it, Parquet encoding
+    # releases the GIL, so the second core is not left idle while the report's writers wait on Python
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        history = beside.submit(output.close_history)
+        written = write_report(target, prefix, flags=flags, lines=output.lines(), quarantine=quarantine,
+                               summary=summary)
+        if len(quarantine):
+            qbuf = io.StringIO()
+            quarantine.to_csv(qbuf, index=False)
+            store.write_text(f"quarantine/{spec.run_date.isoformat()}/{spec.run_id}/quarantine.csv",
+                             qbuf.getvalue())
+        history.result()
     timings["publish"] = time.perf_counter() - t0
     summary["files_written"] = written
     return summary
@@ -337,9 +414,13 @@ def _as_text(s: pd.Series) -> pd.Series:
 
 def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id: str | None = None,
               out_dir: str | Path | None = None, settings: Settings | None = None,
-              progress: Progress | None = None) -> RunResult:
-    """The whole run in one process (command line, demo, tests)."""
-    from scrubber.claims.intake import intake
+              progress: Progress | None = None, shard_lines: int = SHARD_LINES) -> RunResult:
+    """The whole run in one process (command line, demo, tests).
+
+    Up to ``shard_lines`` lines are scrubbed in memory as one shard; more are validated in chunks,
+    spilled by patient into shards on local disk and scrubbed shard by shard.
+    """
+    from scrubber.claims.intake import CHUNK_ROWS, IntakeStream, empty_lines
 
     settings = settings or Settings.from_env()
     say = progress or (lambda _msg: None)
@@ -348,33 +429,42 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
     say("reading claim files")
     named = _read_sources(store, sources)
     spec = plan_run(store, sources, run_date, run_id, named=named)
-    result = intake(named)
-    timings["intake"] = time.perf_counter() - t0
-
-    say(f"loading reference data and rules ({len(result.lines):,} lines)")
-    engine = Engine(store, settings)
-    n_shards = max(1, -(-len(result.lines) // SHARD_LINES))
-    shard_no = shard_of(result.lines["patient_id"], n_shards)
-    # split once and let go of the whole intake frame: each shard's input is freed once it is priced
-    parts = [result.lines[shard_no == k] for k in range(n_shards)] if n_shards > 1 else [result.lines]
-    result.lines = result.lines.iloc[:0]
-    priced_parts, flag_parts = [], []
-    for k in range(n_shards):
-        say(f"scrubbing shard {k + 1}/{n_shards}")
-        part, parts[k] = parts[k], None
-        priced, flags = scrub_frame(engine, part, run_id=spec.run_id, timings=timings)
-        del part
-        priced_parts.append(priced)
-        flag_parts.append(flags)
-    lines = pd.concat(priced_parts, ignore_index=True) if n_shards > 1 else priced_parts[0]
-    flags = pd.concat(flag_parts, ignore_index=True) if n_shards > 1 else flag_parts[0]
-    del priced_parts, flag_parts
-    say("writing the report")
-    out_store = LocalStore(out_dir) if out_dir is not None else None
-    summary = _publish(store, spec, lines=_stringify(lines), flags=_stringify(flags), quarantine=result.quarantine,
-                       input_rows=result.input_rows, files=result.files, timings=timings, out_store=out_store,
-                       out_prefix="", settings=settings)
+    n_shards = shard_count(estimate_rows(named), shard_lines)
+    stream = IntakeStream(named, chunk_rows=min(CHUNK_ROWS, shard_lines))
+    with RunOutput(store, spec, hold_lines=n_shards == 1) as output:
+        if n_shards == 1:
+            chunks = list(stream)
+            shards: Iterable[pd.DataFrame] = [pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+                                              ] if chunks else []
+            spill = None
+        else:
+            spill = ShardSpill(n_shards)
+            for chunk in stream:
+                spill.add(chunk)
+            shards = spill.shards()
+        timings["intake"] = time.perf_counter() - t0
+        say(f"loading reference data and rules ({stream.lines_out:,} lines)")
+        engine = Engine(store, settings)
+        try:
+            for k, lines in enumerate(shards):
+                say(f"scrubbing shard {k + 1}/{n_shards}" if n_shards > 1 else "scrubbing")
+                priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
+                del lines
+                output.add(priced, flags)
+                del priced, flags
+            if not output.flag_parts:  # every row quarantined: the report still has its columns
+                output.add(*scrub_frame(engine, empty_lines(), run_id=spec.run_id, timings=timings))
+        finally:
+            if spill is not None:
+                spill.cleanup()
+        say("writing the report")
+        out_store = LocalStore(out_dir) if out_dir is not None else None
+        summary = _publish(store, spec, output, quarantine=stream.quarantine, input_rows=stream.input_rows,
+                           files=stream.files, timings=timings, out_store=out_store, out_prefix="")
+        held = pd.concat(output.held, ignore_index=True) if len(output.held) > 1 else (
+            output.held[0] if output.held else None)
+        flags = output.flag_parts[0]
     timings["total"] = time.perf_counter() - t0
-    location = summary["report_location"]
-    return RunResult(spec=spec, summary=summary, flags=flags, lines=lines, quarantine=result.quarantine,
-                     report_location=location, files=summary.get("files_written", []))
+    return RunResult(spec=spec, summary=summary, flags=flags, quarantine=stream.quarantine,
+                     report_location=summary["report_location"], files=summary.get("files_written", []),
+                     held_lines=held, report_store=out_store if out_store is not None else store)
