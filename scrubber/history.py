@@ -132,20 +132,14 @@ class HistoryWriter:
         if not len(lines):
             return
         table = _to_arrow(lines, self.run_id)
-        # month index since 1970 fits int16 until year 4700: a radix sort, one take, contiguous slices
+        # month index since 1970 (fits int16 until year 4700); a night spans a few months: one filter each
         months = pd.to_datetime(lines["service_date"]).to_numpy(dtype="datetime64[M]").astype("int64")
         months = months.astype("int16")
-        order = np.argsort(months, kind="stable")
-        months = months[order]
-        if not (order[1:] > order[:-1]).all():
-            idx = pa.array(order)  # column by column: measured ~3x faster than Table.take on 1M lines
-            table = pa.Table.from_arrays([col.take(idx) for col in table.columns], schema=HISTORY_SCHEMA)
-        uniq, starts = np.unique(months, return_index=True)
-        bounds = [*starts.tolist(), len(months)]
+        uniq = np.unique(months)
         parts = {}
-        for i, month in enumerate(uniq):
-            m = int(month)
-            parts[f"{1970 + m // 12:04d}-{m % 12 + 1:02d}"] = table.slice(bounds[i], bounds[i + 1] - bounds[i])
+        for month in uniq.tolist():
+            part = table if len(uniq) == 1 else table.filter(pa.array(months == month))
+            parts[f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"] = part
         # Parquet encoding releases the GIL: the months of a shard are encoded side by side
         with ThreadPoolExecutor(max_workers=min(4, len(parts))) as pool:
             list(pool.map(lambda item: self._writer(item[0]).write_table(item[1]), parts.items()))
