@@ -12,10 +12,12 @@ cached beside the store; generation is not timed) and scrubbed in a fresh Python
 (resource.getrusage ru_maxrss) belongs to that run alone. Each run gets its own store (the reference
 folder hard-linked in, no history), so every size starts from the same state.
 
-The child wraps the pipeline's stage functions (intake, pricing, each check family, flag building,
-amount at risk, stringify, report writing, history append) to record per stage: wall seconds, CPU
+The child wraps the pipeline's stage functions (intake validation per chunk, the spill of chunks into
+shards by patient, pricing, each check family, flag building, amount at risk, stringify, each shard's
+output, report writing) to record per stage: wall seconds, CPU
 seconds (user + sys of the process; on a shared 2-core machine wall overstates the cost) and the
 peak RSS seen while the stage ran (a 10 ms sampler of /proc/self/statm). The wrappers only observe.
+"intake (whole)" is the run's own timing of reading, validating and (above one shard) spilling.
 ``--profile`` runs one size in this process under cProfile and prints the top 25 cumulative entries.
 """
 
@@ -169,7 +171,8 @@ def instrument(meter: StageMeter) -> None:
     pipeline._publish = meter.wrap("publish", pipeline._publish)
     summary.build_summary = meter.wrap("publish.summary", summary.build_summary)
     writers.write_report = meter.wrap("publish.write_report", writers.write_report)
-    history.append_history = meter.wrap("publish.history_append", history.append_history)
+    history.HistoryWriter.add = meter.wrap("history_write", history.HistoryWriter.add)
+    history.HistoryWriter.close = meter.wrap("history_publish", history.HistoryWriter.close)
 
 
 def run_store(cache: Path, tag: str) -> Path:
