@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scrubber.claims.readers import sniff_format
+
 #: lines per shard: a 1M-line night is one shard (scrubbed in memory), a 10M-line one eight
 SHARD_LINES = 1_250_000
 
@@ -38,17 +40,14 @@ def estimate_rows(named: Sequence[tuple[str, bytes]]) -> int:
     segments). An estimate: a wrong one only makes shards uneven."""
     total = 0
     for _name, data in named:
-        if data[:4] == b"PAR1":
+        fmt = sniff_format(data)
+        if fmt == "parquet":
             try:
                 total += pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
                 continue
             except (pa.ArrowException, OSError, ValueError):
                 pass
-        head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head[:3] == b"ISA":
-            total += data.count(b"~") // 5
-        else:
-            total += data.count(b"\n")
+        total += data.count(b"~") // 5 if fmt == "x12" else data.count(b"\n")
     return total
 
 
@@ -56,23 +55,23 @@ def shard_count(rows: int, shard_lines: int = SHARD_LINES) -> int:
     return max(1, -(-rows // shard_lines))
 
 
-class ParquetSink:
-    """Frames appended to one local Parquet file, so a result never has to be in memory whole.
+class TableFileSink:
+    """Frames appended to one local file, so a result never has to be in memory whole.
 
     The schema is the first frame's, with columns that were all missing (Arrow type null) taken as
     text; later frames are cast to it, and a frame that cannot be raises naming the column.
+    Subclasses say which file format (:meth:`_open`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], compression: str = "zstd") -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.compression = compression
         self.rows = 0
         self._writer: pq.ParquetWriter | pa.ipc.RecordBatchFileWriter | None = None
         self._schema: pa.Schema | None = None
         self._done = False
 
     def _open(self, schema: pa.Schema) -> pq.ParquetWriter | pa.ipc.RecordBatchFileWriter:
-        return pq.ParquetWriter(self.path, schema, compression=self.compression)
+        raise NotImplementedError
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
         table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
@@ -113,9 +112,16 @@ class ParquetSink:
         return self.path if self._done else None
 
 
-class ArrowFileSink(ParquetSink):
-    """The same, as an uncompressed Arrow IPC file: scratch data read back once, where writing and
-    reading at memory speed matters more than size (Parquet encoding cost ~1.5 s per million lines)."""
+class ParquetSink(TableFileSink):
+    """A zstd Parquet file (results people and tools read, e.g. the report's lines.parquet)."""
+
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        return pq.ParquetWriter(self.path, schema, compression="zstd")
+
+
+class ArrowFileSink(TableFileSink):
+    """An uncompressed Arrow IPC file: scratch data read back once, where writing and reading at memory
+    speed matters more than size (Parquet encoding cost ~1.5 s per million lines)."""
 
     def _open(self, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:
         return pa.ipc.new_file(str(self.path), schema)

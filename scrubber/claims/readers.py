@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from scrubber.claims.validate import claim_line_counts
 from scrubber.errors import InputFileError
 
 PARQUET_MAGIC = b"PAR1"
@@ -302,25 +303,38 @@ def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool =
     return s
 
 
+#: what pyarrow raises on a file that is not (valid) Parquet
+_PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
+
+
+def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], header: list[str], first_row: int,
+                 line_counts: np.ndarray | None = None) -> RawTable:
+    """RawTable of Parquet rows ``first_row``.. (1-based source rows) from their typed columns."""
+    frame = pd.DataFrame({col: _column_as_text(col, arr) for col, arr in zip(norm, columns, strict=True)})
+    frame["source_row"] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
+    return RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)),
+                    line_counts=line_counts)
+
+
 def read_parquet(name: str, data: bytes, known_columns: set[str]) -> RawTable:
     """Parquet -> RawTable; source_row is the row index + 1."""
     try:
         table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except _PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
     header = list(table.column_names)
     norm = _dedupe_names(name, normalise_header(header), known_columns)
-    frame = pd.DataFrame({col: _column_as_text(col, table.column(i)) for i, col in enumerate(norm)})
-    frame["source_row"] = np.arange(1, table.num_rows + 1, dtype=np.int64)
-    return RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)))
+    return _parquet_raw(name, table.columns, norm, header, 1)
 
 
 # --- chunks of big files ----------------------------------------------------------------------------
 
-def _file_line_counts(claim_id: pd.Series, line_number: pd.Series) -> np.ndarray:
-    from scrubber.claims.validate import claim_line_counts  # validate imports this module's types
-
-    return claim_line_counts(claim_id, line_number)
+def _file_line_counts(columns: pd.DataFrame | dict[str, pd.Series]) -> np.ndarray | None:
+    """File-wide (claim_id, line_number) counts, or None when the file lacks either column (it is
+    quarantined whole for that)."""
+    if "claim_id" not in columns or "line_number" not in columns:
+        return None
+    return claim_line_counts(columns["claim_id"], columns["line_number"])
 
 
 def iter_chunks(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:
@@ -333,9 +347,7 @@ def iter_chunks(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:
     if len(frame) <= chunk_rows:
         yield table
         return
-    counts = None
-    if "claim_id" in frame.columns and "line_number" in frame.columns:
-        counts = _file_line_counts(frame["claim_id"], frame["line_number"])
+    counts = _file_line_counts(frame)
     rows = frame["source_row"].to_numpy()
     errors = table.row_errors if table.row_errors is not None and len(table.row_errors) else None
     for start in range(0, len(frame), chunk_rows):
@@ -360,20 +372,18 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
     try:
         reader = pq.ParquetFile(pa.BufferReader(data))
         n_rows = reader.metadata.num_rows
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except _PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
     if n_rows <= chunk_rows:
         yield read_parquet(name, data, known_columns)
         return
     header = list(reader.schema_arrow.names)
     norm = _dedupe_names(name, normalise_header(header), known_columns)
-    counts = None
     try:
-        if "claim_id" in norm and "line_number" in norm:
-            keys = reader.read(columns=[header[norm.index("claim_id")], header[norm.index("line_number")]])
-            counts = _file_line_counts(_column_as_text("claim_id", keys.column(0)),
-                                       _column_as_text("line_number", keys.column(1)))
-            del keys
+        keys = {col: _column_as_text(col, reader.read(columns=[header[norm.index(col)]]).column(0))
+                for col in ("claim_id", "line_number") if col in norm}
+        counts = _file_line_counts(keys)
+        del keys
         batches = reader.iter_batches(batch_size=chunk_rows)
         start = 0
         while start < n_rows:
@@ -381,13 +391,10 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
                 batch = next(batches)
             except StopIteration:
                 break
-            except (pa.ArrowException, OSError, ValueError) as exc:
+            except _PARQUET_ERRORS as exc:
                 raise InputFileError(name, f"cannot read Parquet from row {start + 1} on: {exc}") from None
-            frame = pd.DataFrame({col: _column_as_text(col, pa.chunked_array([batch.column(i)]))
-                                  for i, col in enumerate(norm)})
-            frame["source_row"] = np.arange(start + 1, start + 1 + len(frame), dtype=np.int64)
-            yield RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)),
-                           line_counts=None if counts is None else counts[start:start + len(frame)])
-            start += len(frame)
-    except (pa.ArrowException, OSError, ValueError) as exc:
+            yield _parquet_raw(name, [pa.chunked_array([c]) for c in batch.columns], norm, header, start + 1,
+                               None if counts is None else counts[start:start + batch.num_rows])
+            start += batch.num_rows
+    except _PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
