@@ -56,3 +56,21 @@ def dagbag(airflow_home: Path):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS))
+
+
+@pytest.fixture(scope="module")
+def dag_without_retries(dagbag):
+    """``get(dag_id)``: a DAG of the bag with retries off, so a failing task fails the run at once instead
+    of waiting minutes; the retries are put back after the module."""
+    saved: dict[tuple[str, str], tuple[object, int]] = {}
+
+    def get(dag_id: str):
+        dag = dagbag.get_dag(dag_id)
+        for t in dag.tasks:
+            saved.setdefault((dag_id, t.task_id), (t, t.retries))
+            t.retries = 0
+        return dag
+
+    yield get
+    for task, retries in saved.values():
+        task.retries = retries

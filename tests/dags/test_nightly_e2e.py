@@ -71,15 +71,9 @@ def store(s3_bucket: str, reference_bucket: str, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture(scope="module")
-def nightly(dagbag):
+def nightly(dag_without_retries):
     """The nightly DAG with retries off, so a failing task fails the run at once instead of waiting 5 min."""
-    dag = dagbag.get_dag("nightly_claim_scrub")
-    saved = {t.task_id: t.retries for t in dag.tasks}
-    for t in dag.tasks:
-        t.retries = 0
-    yield dag
-    for t in dag.tasks:
-        t.retries = saved[t.task_id]
+    return dag_without_retries("nightly_claim_scrub")
 
 
 def _run(dag, logical_date: datetime | None = None, **conf):

@@ -53,14 +53,8 @@ def store(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> S3Store:
 
 
 @pytest.fixture(scope="module")
-def refresh(dagbag):
-    dag = dagbag.get_dag("cms_reference_refresh")
-    saved = {t.task_id: t.retries for t in dag.tasks}
-    for t in dag.tasks:
-        t.retries = 0
-    yield dag
-    for t in dag.tasks:
-        t.retries = saved[t.task_id]
+def refresh(dag_without_retries):
+    return dag_without_retries("cms_reference_refresh")
 
 
 def _run(dag, **conf) -> tuple[str, dict[str, str]]:
