@@ -72,6 +72,12 @@ def _check_run_id(run_id: str) -> None:
 def _string_array(values: pd.Series | None, n: int) -> pa.Array:
     if values is None:
         return pa.nulls(n, pa.string())
+    if isinstance(values.dtype, pd.CategoricalDtype) or (
+            pd.api.types.is_string_dtype(values.dtype) and values.dtype != object):
+        try:  # categoricals and Arrow-backed text: decoded / re-typed in Arrow, not value by value
+            return pa.array(values, from_pandas=True).cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
     if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
         values = values.astype("string")
     try:
@@ -94,8 +100,7 @@ def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
         "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
         "line_uid": pa.array(pd.to_numeric(uid).to_numpy(dtype="int64") if uid is not None
                              else np.arange(n, dtype="int64"), type=pa.int64()),
-        "line_number": (pa.array(pd.to_numeric(line_number, errors="coerce").astype("Int64")
-                                 .to_numpy(dtype=object, na_value=None), type=pa.int64())
+        "line_number": (pa.array(pd.to_numeric(line_number, errors="coerce").astype("Int64").array, type=pa.int64())
                         if line_number is not None else pa.nulls(n, pa.int64())),
         "service_date": pa.array(dates.to_numpy(dtype="datetime64[D]"), type=pa.date32()),
         "units": pa.array(pd.to_numeric(get("units", pd.Series(np.nan, index=lines.index)), errors="coerce")
@@ -232,7 +237,8 @@ def read_history(store: Store, *, patient_ids: Iterable[str] | None, start: dt.d
     itself as history). Columns: :data:`HISTORY_COLUMNS` (service_date as datetime64[ns]).
     """
     start, end = _as_date(start), _as_date(end)
-    if end < start:
+    keys = history_files(store, start, end, exclude_run_id) if end >= start else []
+    if not keys:  # checked first: building the filters below costs more than a first night's empty read
         return empty_history()
     expr = ((pc.field("service_date") >= pa.scalar(start, pa.date32()))
             & (pc.field("service_date") <= pa.scalar(end, pa.date32())))
@@ -247,7 +253,7 @@ def read_history(store: Store, *, patient_ids: Iterable[str] | None, start: dt.d
             return empty_history()
         expr &= pc.field("hcpcs").isin(pa.array(codes, type=pa.string()))
     tables = []
-    for key in history_files(store, start, end, exclude_run_id):
+    for key in keys:
         local = store.local_path(key)
         source = str(local) if local is not None else pa.BufferReader(store.read_bytes(key))
         table = pq.read_table(source, filters=expr, schema=HISTORY_SCHEMA)

@@ -1464,6 +1464,7 @@ def price_code(ref: Any, hcpcs: str, *, dos: date, modifier: str = "", pos: str 
 
     mue_value = mai = mue_release = None
     mue_rel = ref.assign(pd.Series([ts]), "mue").iloc[0]
+    mue_rel = mue_rel if isinstance(mue_rel, str) else None
     if mue_rel and ref.has_table("mue", mue_rel):
         mue_release = mue_rel
         mt = ref.table("mue", mue_rel)
@@ -1473,6 +1474,7 @@ def price_code(ref: Any, hcpcs: str, *, dos: date, modifier: str = "", pos: str 
 
     ptp_edits: list[dict] = []
     ptp_release = ref.assign(pd.Series([ts]), "ptp").iloc[0]
+    ptp_release = ptp_release if isinstance(ptp_release, str) else None
     if ptp_release and ref.has_table("ptp", ptp_release):
         ptp_edits = _ptp_edits(ref.table("ptp", ptp_release), hcpcs, ts, settings.ptp_deletion_inclusive)
     else:

@@ -10,13 +10,16 @@ stay in force until a newer one is loaded. A date nothing covers raises Referenc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from scrubber.errors import ReferenceNotFound
 from scrubber.store import Store
@@ -127,6 +130,7 @@ class ReferenceSet:
         self.store = store
         self.catalog = catalog or Catalog.load(store)
         self._cache: dict[tuple[str, str], pd.DataFrame] = {}
+        self._arrow: dict[tuple[str, str], pa.Table] = {}
 
     def releases(self, kind: str | None = None) -> list[ReleaseEntry]:
         return self.catalog.current(kind)
@@ -141,11 +145,13 @@ class ReferenceSet:
                                 f"Load the CMS release in force on that date with `scrubber reference load`.")
 
     def assign(self, dates: pd.Series, kind: str) -> pd.Series:
-        """Release id in force for each date (None where nothing covers it), vectorised over dates."""
+        """Release id in force for each date (missing where nothing covers it), vectorised over dates; a
+        categorical over the loaded releases (a million lines carry a handful of release ids)."""
         cur = self.catalog.current(kind)
-        out = pd.Series([None] * len(dates), index=dates.index, dtype=object)
+        names = [e.release for e in cur]
         if not cur or len(dates) == 0:
-            return out
+            return pd.Series(pd.Categorical([None] * len(dates), categories=pd.unique(pd.Series(names, dtype=object))),
+                             index=dates.index)
         d = pd.to_datetime(dates).to_numpy(dtype="datetime64[D]")
         starts = np.array([np.datetime64(e.effective_from, "D") for e in cur])
         ends = np.array([np.datetime64(e.effective_to, "D") if e.effective_to else np.datetime64("9999-12-31")
@@ -155,28 +161,65 @@ class ReferenceSet:
         safe = np.where(valid, idx, 0)
         valid &= d < ends[safe]
         valid &= ~np.isnat(d)
-        names = np.array([e.release for e in cur], dtype=object)
-        out[:] = np.where(valid, names[safe], None)
-        return out
+        if len(set(names)) < len(names):  # one current revision per release: never expected
+            return pd.Series(np.where(valid, np.array(names, dtype=object)[safe], None), index=dates.index,
+                             dtype=object)
+        return pd.Series(pd.Categorical.from_codes(np.where(valid, safe, -1), categories=names), index=dates.index)
 
     def table(self, table: str, release: str) -> pd.DataFrame:
         key = (table, release)
         if key not in self._cache:
-            entry = self.catalog.get(release)
-            if entry is None or table not in entry.tables:
-                raise ReferenceNotFound(f"release {release} has no {table} table in the store")
-            self._cache[key] = self.store.read_parquet(entry.tables[table]["key"])
+            self._cache[key] = (_decoded(self._arrow[key]).to_pandas() if key in self._arrow
+                                else self.store.read_parquet(self._entry_key(table, release)))
         return self._cache[key]
+
+    def _entry_key(self, table: str, release: str) -> str:
+        entry = self.catalog.get(release)
+        if entry is None or table not in entry.tables:
+            raise ReferenceNotFound(f"release {release} has no {table} table in the store")
+        return entry.tables[table]["key"]
+
+    def arrow_table(self, table: str, release: str) -> pa.Table:
+        """The published table as Arrow, text columns dictionary-encoded (read once per run).
+
+        The PTP table has 2.5M rows over ~15k distinct codes: read as dictionaries it takes a third of
+        the time and memory, and a filter by code tests the dictionary, not every row.
+        """
+        key = (table, release)
+        if key not in self._arrow:
+            data = pa.BufferReader(self.store.read_bytes(self._entry_key(table, release)))
+            text = [f.name for f in pq.read_schema(data)
+                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            self._arrow[key] = pq.read_table(data, read_dictionary=text)
+        return self._arrow[key]
 
     def has_table(self, table: str, release: str | None) -> bool:
         entry = self.catalog.get(release) if release else None
         return entry is not None and table in entry.tables
 
-    def tables(self, table: str, releases: Iterable[str | None]) -> pd.DataFrame:
+    def tables(self, table: str, releases: Iterable[str | None], *,
+               codes_in: tuple[Sequence[str], Iterable[str]] | None = None) -> pd.DataFrame:
+        """The tables of ``releases`` stacked, with a ``release`` column.
+
+        ``codes_in=(columns, codes)`` keeps only rows whose every named column holds one of ``codes``,
+        filtered in Arrow: a night's 1M lines use a few thousand codes, so of the 2.5M PTP edits only
+        those between two billed codes are ever turned into pandas.
+        """
         frames = []
+        code_array = (pa.array(sorted({c for c in codes_in[1] if isinstance(c, str)}), type=pa.large_string())
+                      if codes_in else None)
         for rel in sorted({r for r in releases if isinstance(r, str) and r}):  # no release: NaN/None
-            if self.has_table(table, rel):
+            if not self.has_table(table, rel):
+                continue
+            if codes_in is None:
                 frames.append(self.table(table, rel).assign(release=rel))
+                continue
+            arrow = self.arrow_table(table, rel)
+            keep = None
+            for column in codes_in[0]:
+                hit = _is_in(arrow[column], code_array)
+                keep = hit if keep is None else pc.and_(keep, hit)
+            frames.append(_decoded(arrow.filter(keep)).to_pandas().assign(release=rel))
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -188,3 +231,18 @@ class ReferenceSet:
         if qp and entry.meta.get("qp_conversion_factor"):
             return Decimal(entry.meta["qp_conversion_factor"])
         return Decimal(entry.conversion_factor)
+
+
+def _is_in(values: pa.ChunkedArray, codes: pa.Array) -> pa.ChunkedArray:
+    """Row mask: value among ``codes``; a dictionary column tests its dictionary once, then indexes."""
+    if not pa.types.is_dictionary(values.type):
+        return pc.is_in(values, value_set=codes.cast(values.type))
+    return pa.chunked_array(
+        [pc.take(pc.is_in(chunk.dictionary, value_set=codes.cast(chunk.dictionary.type)), chunk.indices)
+         for chunk in values.chunks], type=pa.bool_())
+
+
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary columns back to plain text, so pandas sees the published types."""
+    fields = [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
