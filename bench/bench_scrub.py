@@ -13,10 +13,12 @@ cached beside the store; generation is not timed) and scrubbed in a fresh Python
 folder hard-linked in, no history), so every size starts from the same state.
 
 The child wraps the pipeline's stage functions (intake validation per chunk, the spill of chunks into
-shards by patient, pricing, each check family, flag building, amount at risk, stringify, each shard's
-output, report writing) to record per stage: wall seconds, CPU
-seconds (user + sys of the process; on a shared 2-core machine wall overstates the cost) and the
-peak RSS seen while the stage ran (a 10 ms sampler of /proc/self/statm). The wrappers only observe.
+shards by patient, pricing, each check family, flag building, amount at risk, stringifying the flags,
+each shard's lines written out, report writing) to record per stage: wall seconds, CPU seconds (user +
+sys of the process; on a shared 2-core machine wall overstates the cost) and the peak RSS seen while
+the stage ran (a 10 ms sampler of /proc/self/statm). The wrappers only observe. "lines_output" and
+"history_write" run on a side thread while the checks run on the main one: their wall time overlaps
+the checks', and their CPU figure counts both threads.
 "intake (whole)" is the run's own timing of reading, validating and (above one shard) spilling.
 ``--profile`` runs one size in this process under cProfile and prints the top 25 cumulative entries.
 """
@@ -159,7 +161,7 @@ def instrument(meter: StageMeter) -> None:
     intake._intake_table = meter.wrap("intake.validate", intake._intake_table)
     shards = mod("shards")
     shards.ShardSpill.add = meter.wrap("intake.spill", shards.ShardSpill.add)
-    pipeline.RunOutput.add = meter.wrap("shard_output", pipeline.RunOutput.add)
+    pipeline.RunOutput._write_lines = meter.wrap("lines_output", pipeline.RunOutput._write_lines)
     pricing.annotate_and_price = meter.wrap("pricing", pricing.annotate_and_price)
     pipeline._read_history_for = meter.wrap("history_read", pipeline._read_history_for)
     for name in engine.FAMILY_MODULES:
@@ -167,7 +169,7 @@ def instrument(meter: StageMeter) -> None:
         module.check = meter.wrap(f"check.{name}", module.check)
     engine.build_flags = meter.wrap("check.flags", engine.build_flags)
     pricing.amount_at_risk = meter.wrap("amount_at_risk", pricing.amount_at_risk)
-    pipeline._stringify = meter.wrap("stringify", pipeline._stringify)
+    pipeline.stringify = meter.wrap("stringify", pipeline.stringify)
     pipeline._publish = meter.wrap("publish", pipeline._publish)
     summary.build_summary = meter.wrap("publish.summary", summary.build_summary)
     writers.write_report = meter.wrap("publish.write_report", writers.write_report)

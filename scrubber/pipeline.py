@@ -23,7 +23,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ import pandas as pd
 
 from scrubber.report.summary import LineTotals
 from scrubber.settings import Settings
-from scrubber.shards import SHARD_LINES, ParquetSink, ShardSpill, estimate_rows, shard_count
+from scrubber.shards import SHARD_LINES, ParquetSink, ShardSpill, estimate_rows, shard_count, stringify
 from scrubber.store import LocalStore, Store
 
 WORK_PREFIX = "work"
@@ -78,9 +78,12 @@ class RunResult:
 
     @property
     def lines(self) -> pd.DataFrame:
+        """The priced lines with the types lines.parquet gives (text, not categoricals)."""
         if self.held_lines is None and self.report_store is not None:
             key = next(f for f in self.files if f.rsplit("/", 1)[-1] == "lines.parquet")
             self.held_lines = self.report_store.read_parquet(key)
+        elif self.held_lines is not None:
+            self.held_lines = stringify(self.held_lines)  # done on first use: a run's writers do not need it
         return self.held_lines if self.held_lines is not None else pd.DataFrame()
 
 
@@ -139,26 +142,40 @@ class Engine:
 def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
                 timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Price and check canonical lines; returns (priced lines, flags with amount at risk)."""
-    from scrubber.checks.context import CheckContext
-    from scrubber.checks.engine import run_checks
-    from scrubber.pricing import amount_at_risk, annotate_and_price
-
     timings = timings if timings is not None else {}
+    priced = price_frame(engine, lines, timings=timings)
+    return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings)
+
+
+def price_frame(engine: Engine, lines: pd.DataFrame, *, timings: dict | None = None) -> pd.DataFrame:
+    """Canonical lines with their reference annotations, expected amounts and NCCI releases."""
+    from scrubber.pricing import annotate_and_price
+
     t0 = time.perf_counter()
     priced = annotate_and_price(lines, engine.ref, engine.rules.pos, engine.settings)
     priced["ptp_release"] = engine.ref.assign(priced["service_date"], "ptp")
     priced["mue_release"] = engine.ref.assign(priced["service_date"], "mue")
-    timings["pricing"] = timings.get("pricing", 0.0) + time.perf_counter() - t0
+    if timings is not None:
+        timings["pricing"] = timings.get("pricing", 0.0) + time.perf_counter() - t0
+    return priced
 
+
+def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
+                timings: dict | None = None) -> pd.DataFrame:
+    """Flags (with amount at risk) for priced lines; reads ``priced``, never changes it (the run writes
+    it out on another thread meanwhile)."""
+    from scrubber.checks.context import CheckContext
+    from scrubber.checks.engine import run_checks
+    from scrubber.pricing import amount_at_risk
+
+    timings = timings if timings is not None else {}
     t0 = time.perf_counter()
     if history is None:
         history = _read_history_for(engine, priced, run_id) if len(priced) else pd.DataFrame()
     codes = set(priced["hcpcs"].unique())
     if len(history):
         codes |= set(history["hcpcs"].unique())
-    ptp = engine.ref.tables("ptp", priced["ptp_release"].unique())
-    if len(ptp):
-        ptp = ptp[ptp["column_1"].isin(codes) & ptp["column_2"].isin(codes)]
+    ptp = engine.ref.tables("ptp", priced["ptp_release"].unique(), codes_in=(("column_1", "column_2"), codes))
     mue = engine.ref.tables("mue", priced["mue_release"].unique())
     pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())
     timings["reference_and_history"] = timings.get("reference_and_history", 0.0) + time.perf_counter() - t0
@@ -172,7 +189,7 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
     t0 = time.perf_counter()
     flags["amount_at_risk"] = amount_at_risk(flags, priced).to_numpy() if len(flags) else []
     timings["amount_at_risk"] = timings.get("amount_at_risk", 0.0) + time.perf_counter() - t0
-    return priced, flags
+    return flags
 
 
 def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -213,7 +230,7 @@ def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1) -> list[str]:
     with ShardSpill(max(shards, 1)) as spill:
         for chunk in stream:
             spill.add(chunk)
-        store.write_parquet(_work(spec, "quarantine.parquet"), _stringify(stream.quarantine))
+        store.write_parquet(_work(spec, "quarantine.parquet"), stringify(stream.quarantine))
         for k, table in enumerate(spill.tables()):  # shards cross process boundaries: Parquet in the store
             keys.append(_work(spec, f"lines/shard-{k:04d}.parquet"))
             store.write_parquet(keys[-1], table)
@@ -236,8 +253,8 @@ def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: 
     priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
     name = shard_key.rsplit("/", 1)[-1].removesuffix(".parquet")
     prefix = _work(spec, f"results/{name}")
-    store.write_parquet(f"{prefix}.lines.parquet", _stringify(priced))
-    store.write_parquet(f"{prefix}.flags.parquet", _stringify(flags))
+    store.write_parquet(f"{prefix}.lines.parquet", stringify(priced))
+    store.write_parquet(f"{prefix}.flags.parquet", stringify(flags))
     store.write_text(f"{prefix}.timings.json", json.dumps(timings))
     return prefix
 
@@ -265,10 +282,11 @@ class RunOutput:
     """Where a run's scrubbed shards go: lines.parquet of the report, the run's history, the line totals
     of the summary, and the flags (kept: the report sorts them all).
 
-    Streaming (several shards): each shard's lines are written out as it comes (lines.parquet to a local
-    file until the report is published, history to per-month files), so memory holds one shard at a
-    time. Holding (``hold_lines``, one shard): the lines stay in memory and are written with the report,
-    side by side with the other report files.
+    A shard's priced lines are written out on a side thread (:meth:`add_lines`) while the main thread
+    checks them: Parquet encoding releases the GIL, so lines.parquet and history cost the run little
+    wall time on a second core. Memory holds one shard at a time: the next shard's lines wait for the
+    previous one's writing. ``hold_lines`` (a run of one shard) also keeps the priced lines for the
+    caller (:attr:`held`).
     """
 
     def __init__(self, store: Store, spec: RunSpec, *, hold_lines: bool = False) -> None:
@@ -281,19 +299,37 @@ class RunOutput:
         self.flag_parts: list[pd.DataFrame] = []
         self.hold_lines = hold_lines
         self.held: list[pd.DataFrame] = []
+        self.seconds = 0.0  # side-thread time spent writing lines out (not on the run's critical path)
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-output")
+        self._pending: Future | None = None
 
     def add(self, priced: pd.DataFrame, flags: pd.DataFrame) -> None:
-        priced = _stringify(priced)
-        self.totals.add(LineTotals.of(priced))
-        self.flag_parts.append(_stringify(flags))
+        self.add_lines(priced)
+        self.add_flags(flags)
+
+    def add_lines(self, priced: pd.DataFrame) -> None:
+        """Start writing a shard's priced lines (lines.parquet, history, totals); returns at once."""
+        self.wait()
         if self.hold_lines:
             self.held.append(priced)
-            return
-        # two Parquet encodings of the same frame, side by side (both release the GIL)
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            history = beside.submit(self.history.add, priced)
-            self.lines_sink.write(priced)
-            history.result()
+        # a shallow copy: a column the caller adds later does not reach the writer half-way
+        self._pending = self._beside.submit(self._write_lines, priced.copy(deep=False))
+
+    def _write_lines(self, priced: pd.DataFrame) -> None:
+        t0 = time.perf_counter()
+        self.totals.add(LineTotals.of(priced))
+        self.lines_sink.write(priced)
+        self.history.add(priced)
+        self.seconds += time.perf_counter() - t0
+
+    def add_flags(self, flags: pd.DataFrame) -> None:
+        self.flag_parts.append(stringify(flags))
+
+    def wait(self) -> None:
+        """Until the lines given so far are written (raises what the writer raised)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def flags(self) -> pd.DataFrame:
         """All flags as one frame (the parts are let go as they are joined: a 10M-line night has ~1.6M)."""
@@ -302,23 +338,24 @@ class RunOutput:
         self.flag_parts = [flags]
         return flags
 
-    def lines(self) -> pd.DataFrame | Path:
-        """The lines for the report: the held frame, or the finished lines.parquet file."""
-        if self.hold_lines:
-            return pd.concat(self.held, ignore_index=True) if len(self.held) > 1 else self.held[0]
+    def lines(self) -> Path:
+        """The finished lines.parquet file."""
+        self.wait()
         return self.lines_sink.close() or Path(self._tmp.name) / "lines.parquet"
 
     def close_history(self) -> None:
-        """Write held lines to history (streamed ones are there already) and publish the run's files."""
-        if self.hold_lines:
-            for part in self.held:
-                self.history.add(part)
+        """Publish the run's history files (the lines are in them once written)."""
+        self.wait()
         self.history.close()
 
     def cleanup(self) -> None:
-        self.lines_sink.close()
-        self.history.abort()
-        self._tmp.cleanup()
+        try:
+            self.wait()
+        finally:
+            self._beside.shutdown()
+            self.lines_sink.close()
+            self.history.abort()
+            self._tmp.cleanup()
 
     def __enter__(self) -> RunOutput:
         return self
@@ -331,94 +368,50 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
              files: list, timings: dict, out_store: Store | None, out_prefix: str | None) -> dict:
     from scrubber.report.summary import build_summary
     from scrubber.report.writers import write_report
-    from scrubber.report.xlsx import sort_flags
 
     t0 = time.perf_counter()
     flags = output.flags()
     output.flag_parts = []
     if len(flags):
         # report order (most money, then severity), ties by claim, line and rule whatever the shard order;
-        # sorted here once, so the report's writers take the frame as it is
-        flags = flags.sort_values(["claim_id", "line_number", "rule_id"], kind="stable", ignore_index=True)
-        flags = sort_flags(flags).reset_index(drop=True)
+        # one permutation, taken once (a take copies every text column), so the report's writers take the
+        # frame as it is
+        flags = flags.take(_report_order(flags)).reset_index(drop=True)
     output.flag_parts = [flags]
+    lines = output.lines()  # the last shard's lines may still be being written: the flags were sorted meanwhile
+    timings["lines_output"] = output.seconds
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
     summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
                             quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
     summary["report_location"] = _location(target, prefix)
-    # history is independent of the report (a re-run replaces both): written beside it, Parquet encoding
-    # releases the GIL, so the second core is not left idle while the report's writers wait on Python
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        history = beside.submit(output.close_history)
-        written = write_report(target, prefix, flags=flags, lines=output.lines(), quarantine=quarantine,
-                               summary=summary)
-        if len(quarantine):
-            qbuf = io.StringIO()
-            quarantine.to_csv(qbuf, index=False)
-            store.write_text(f"quarantine/{spec.run_date.isoformat()}/{spec.run_id}/quarantine.csv",
-                             qbuf.getvalue())
-        history.result()
+    written = write_report(target, prefix, flags=flags, lines=lines, quarantine=quarantine, summary=summary)
+    if len(quarantine):
+        qbuf = io.StringIO()
+        quarantine.to_csv(qbuf, index=False)
+        store.write_text(f"quarantine/{spec.run_date.isoformat()}/{spec.run_id}/quarantine.csv", qbuf.getvalue())
+    output.close_history()  # already encoded shard by shard: publishing is a copy per month
     timings["publish"] = time.perf_counter() - t0
     summary["files_written"] = written
     return summary
 
 
+def _report_order(flags: pd.DataFrame) -> np.ndarray:
+    """Row positions in report order (:func:`scrubber.report.xlsx.flag_order`), ties broken by claim,
+    line and rule: the same order whatever order the shards came in."""
+    from scrubber.report.xlsx import flag_order
+
+    def ranks(column: str) -> np.ndarray:  # sorted codes, missing last (as sort_values puts them)
+        codes, uniques = pd.factorize(flags[column], sort=True)
+        return np.where(codes < 0, len(uniques), codes)
+
+    by_line = np.lexsort((ranks("rule_id"), ranks("line_number"), ranks("claim_id")))
+    keys = flags[[c for c in ("severity", "amount_at_risk") if c in flags.columns]].take(by_line)
+    return by_line[flag_order(keys.reset_index(drop=True))]
+
+
 def _location(store: Store, prefix: str) -> str:
     base = store.url.rstrip("/")
     return f"{base}/{prefix}".rstrip("/")
-
-
-def _stringify(frame: pd.DataFrame) -> pd.DataFrame:
-    """Parquet needs one stable type per column: categoricals become plain values (text categories the
-    text dtype, written as large_string like the other text columns) and mixed object columns strings
-    (missing stays missing), so merged shards and single runs write the same schema."""
-    out = frame
-    for col in frame.columns:
-        s = frame[col]
-        if isinstance(s.dtype, pd.CategoricalDtype):  # one Parquet type whatever the shard count
-            if out is frame:
-                out = frame.copy(deep=False)  # copy-on-write: replacing columns leaves ``frame`` as is
-            if pd.api.types.is_string_dtype(s.cat.categories.dtype) and all(
-                    isinstance(v, str) for v in s.cat.categories):
-                # text categories -> the Arrow-backed text dtype: decoded in Arrow, written without a
-                # per-value conversion (the object route cost ~0.1 s per column per million lines)
-                out[col] = _text_from_categorical(s)
-                continue
-            out[col] = s.astype(object).where(s.notna(), None)
-            s = out[col]
-        if s.dtype == object:
-            non_null = s.iloc[:4096].dropna()  # the first 1000 non-null values decide
-            if len(non_null) < 1000 and len(s) > 4096:
-                non_null = s.dropna()
-            if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:1000]):
-                if out is frame:
-                    out = frame.copy(deep=False)
-                out[col] = _as_text(s)
-    return out
-
-
-def _text_from_categorical(s: pd.Series) -> pd.Series:
-    """``s.astype("str")`` for text categories, done as one Arrow take (pandas goes through objects)."""
-    import pyarrow as pa
-
-    codes = s.cat.codes.to_numpy()
-    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
-    decoded = categories.take(pa.array(codes, mask=codes < 0))
-    return pd.Series(pd.array(decoded, dtype="str"), index=s.index, name=s.name)
-
-
-def _as_text(s: pd.Series) -> pd.Series:
-    """str(v) per value, None for missing; computed once per distinct value when the column holds one
-    hashable kind (bool flags: 2 values for a million rows), per value otherwise."""
-    def text(v: object) -> str | None:
-        return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-
-    kinds = set(map(type, s.to_numpy()))
-    if len(kinds) <= 2 and kinds <= {bool, np.bool_, str, int, type(None)} and len(kinds - {type(None)}) == 1:
-        codes, uniq = pd.factorize(s, use_na_sentinel=True)
-        texts = pd.Series(np.array([None, *uniq], dtype=object), dtype=object).map(text)  # same dtype inference
-        return pd.Series(texts.array.take(codes + 1), index=s.index, name=s.name)
-    return s.map(text)
 
 
 def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id: str | None = None,
@@ -457,10 +450,11 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
         try:
             for k, lines in enumerate(shards):
                 say(f"scrubbing shard {k + 1}/{n_shards}" if n_shards > 1 else "scrubbing")
-                priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
+                priced = price_frame(engine, lines, timings=timings)
                 del lines
-                output.add(priced, flags)
-                del priced, flags
+                output.add_lines(priced)  # written out on a side thread while the checks run
+                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings))
+                del priced
             if not output.flag_parts:  # every row quarantined: the report still has its columns
                 output.add(*scrub_frame(engine, empty_lines(), run_id=spec.run_id, timings=timings))
         finally:

@@ -10,6 +10,7 @@ chunk they came in.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -55,11 +56,97 @@ def shard_count(rows: int, shard_lines: int = SHARD_LINES) -> int:
     return max(1, -(-rows // shard_lines))
 
 
+def stringify(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one stable type per column: categoricals become plain values (text categories the
+    text dtype, written as large_string like the other text columns) and mixed object columns strings
+    (missing stays missing), so merged shards and single runs write the same schema."""
+    out = frame
+    for col in frame.columns:
+        s = frame[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):  # one Parquet type whatever the shard count
+            if out is frame:
+                out = frame.copy(deep=False)  # copy-on-write: replacing columns leaves ``frame`` as is
+            if _is_text_categorical(s):
+                # text categories -> the Arrow-backed text dtype: decoded in Arrow, written without a
+                # per-value conversion (the object route cost ~0.1 s per column per million lines)
+                out[col] = _text_from_categorical(s)
+                continue
+            out[col] = s.astype(object).where(s.notna(), None)
+            s = out[col]
+        if s.dtype == object:
+            non_null = s.iloc[:4096].dropna()  # the first 1000 non-null values decide
+            if len(non_null) < 1000 and len(s) > 4096:
+                non_null = s.dropna()
+            if len(non_null) and not all(isinstance(v, str) for v in non_null.iloc[:1000]):
+                if out is frame:
+                    out = frame.copy(deep=False)
+                out[col] = _as_text(s)
+    return out
+
+
+def _text_from_categorical(s: pd.Series) -> pd.Series:
+    """``s.astype("str")`` for text categories, done as one Arrow take (pandas goes through objects)."""
+    codes = s.cat.codes.to_numpy()
+    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
+    decoded = categories.take(pa.array(codes, mask=codes < 0))
+    return pd.Series(pd.array(decoded, dtype="str"), index=s.index, name=s.name)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """str(v) per value, None for missing; computed once per distinct value when the column holds one
+    hashable kind (bool flags: 2 values for a million rows), per value otherwise."""
+    def text(v: object) -> str | None:
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+    kinds = set(map(type, s.to_numpy()))
+    if len(kinds) <= 2 and kinds <= {bool, np.bool_, str, int, type(None)} and len(kinds - {type(None)}) == 1:
+        codes, uniq = pd.factorize(s, use_na_sentinel=True)
+        texts = pd.Series(np.array([None, *uniq], dtype=object), dtype=object).map(text)  # same dtype inference
+        return pd.Series(texts.array.take(codes + 1), index=s.index, name=s.name)
+    return s.map(text)
+
+
+def _is_text_categorical(s: pd.Series) -> bool:
+    return (isinstance(s.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(s.cat.categories.dtype)
+            and all(isinstance(v, str) for v in s.cat.categories))
+
+
+def parquet_table(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as Arrow for a Parquet file people read: the values of :func:`stringify`, but text
+    categoricals are handed over as dictionary arrays (codes and categories as they are) instead of
+    being decoded to a million strings first, and Parquet writes them dictionary-encoded as it would
+    anyway. The pandas metadata calls them text, so with ``store_schema=False`` (:class:`ParquetSink`)
+    a reader gets plain text columns, the same as from a stringified frame.
+    """
+    coded = [c for c in frame.columns if _is_text_categorical(frame[c])]
+    rest = stringify(frame.drop(columns=coded)) if coded else stringify(frame)
+    table = pa.Table.from_pandas(rest, preserve_index=False)
+    if not coded:
+        return table
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    described = {c["name"]: c for c in meta["columns"]}
+    arrays = []
+    for name in frame.columns:
+        if name not in coded:
+            arrays.append(table[name])
+            continue
+        s = frame[name]
+        codes = s.cat.codes.to_numpy().astype(np.int32)
+        categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
+        arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), categories))
+        described[name] = {"name": name, "field_name": name, "pandas_type": "object", "numpy_type": "str",
+                           "metadata": None}
+    meta["columns"] = [described[name] for name in frame.columns]
+    return pa.table(arrays, names=list(frame.columns)).replace_schema_metadata(
+        {b"pandas": json.dumps(meta).encode()})
+
+
 class TableFileSink:
     """Frames appended to one local file, so a result never has to be in memory whole.
 
-    The schema is the first frame's, with columns that were all missing (Arrow type null) taken as
-    text; later frames are cast to it, and a frame that cannot be raises naming the column.
+    The schema is the first frame's (with its pandas metadata, so the file reads back with the same
+    dtypes), columns that were all missing (Arrow type null) taken as text; later frames are cast to
+    it, and a frame that cannot be raises naming the column.
     Subclasses say which file format (:meth:`_open`).
     """
 
@@ -74,15 +161,18 @@ class TableFileSink:
         raise NotImplementedError
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
-        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+        table = frame if isinstance(frame, pa.Table) else self._to_arrow(frame)
         if self._writer is None:
             fields = [pa.field(f.name, pa.large_string()) if pa.types.is_null(f.type) else f.remove_metadata()
                       for f in table.schema]
-            self._schema = pa.schema(fields)
+            self._schema = pa.schema(fields, metadata=table.schema.metadata)  # pandas metadata: dtypes
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._open(self._schema)
         self._writer.write_table(self._conform(table))
         self.rows += table.num_rows
+
+    def _to_arrow(self, frame: pd.DataFrame) -> pa.Table:
+        return pa.Table.from_pandas(frame, preserve_index=False)
 
     def _conform(self, table: pa.Table) -> pa.Table:
         schema = self._schema
@@ -91,8 +181,8 @@ class TableFileSink:
             extra = set(table.schema.names) - set(schema.names)
             raise ValueError(f"{self.path.name}: columns differ from the first part (missing {sorted(missing)}, "
                              f"extra {sorted(extra)})")
-        if table.schema.remove_metadata().equals(schema):
-            return table.replace_schema_metadata(None)
+        if table.schema.equals(schema, check_metadata=False):
+            return table.replace_schema_metadata(schema.metadata)
         columns = []
         for name, column in zip(schema.names, table.columns, strict=True):
             want = schema.field(name).type
@@ -113,10 +203,18 @@ class TableFileSink:
 
 
 class ParquetSink(TableFileSink):
-    """A zstd Parquet file (results people and tools read, e.g. the report's lines.parquet)."""
+    """A zstd Parquet file people and tools read (the report's lines.parquet): frames go in as
+    :func:`parquet_table` makes them, and the file keeps the pandas metadata but not the Arrow schema,
+    so its text columns read back as text even where they were written from dictionaries."""
+
+    def _to_arrow(self, frame: pd.DataFrame) -> pa.Table:
+        return parquet_table(frame)
 
     def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
-        return pq.ParquetWriter(self.path, schema, compression="zstd")
+        writer = pq.ParquetWriter(self.path, schema, compression="zstd", store_schema=False)
+        if schema.metadata and b"pandas" in schema.metadata:  # store_schema=False writes no metadata itself
+            writer.add_key_value_metadata({b"pandas": schema.metadata[b"pandas"]})
+        return writer
 
 
 class ArrowFileSink(TableFileSink):

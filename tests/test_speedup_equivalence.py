@@ -3,8 +3,10 @@
 - intake: the GX suite runs on each column's distinct values and the failures are spread back to the
   rows; compared with the same suite run on every row (real GX, both ways);
 - place of service: pos_lookup works on distinct (code, date) pairs; compared with the row-wise lookup;
-- pipeline._stringify: text categoricals are decoded in Arrow, one-kind object columns texted per
-  distinct value; compared value by value with the plain conversions.
+- shards.stringify: text categoricals are decoded in Arrow, one-kind object columns texted per
+  distinct value; compared value by value with the plain conversions;
+- shards.ParquetSink: text categoricals are written as Parquet dictionaries without being decoded; the
+  file reads back as the stringified frame written the plain way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 from scrubber.checks import place_of_service
 from scrubber.claims import validate
-from scrubber.pipeline import _stringify
+from scrubber.shards import ParquetSink, stringify
 from scrubber.rules import RuleBook
 from scrubber.settings import Settings
 
@@ -106,7 +108,7 @@ def test_stringify_gives_the_plain_conversions():
         "text": pd.Series(["t"] * n, dtype="str"),
     })
     frame.loc[7, "flag"] = None
-    out = _stringify(frame)
+    out = stringify(frame)
     assert frame["cat"].dtype == "category" and out is not frame  # the input is left as it was
     expect_cat = frame["cat"].astype(object).where(frame["cat"].notna(), None)
     assert out["cat"].astype(object).where(out["cat"].notna(), None).tolist() == expect_cat.tolist()
@@ -114,3 +116,36 @@ def test_stringify_gives_the_plain_conversions():
         plain = frame[col].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
         pd.testing.assert_series_equal(out[col], plain)
     assert out["text"].tolist() == frame["text"].tolist()
+
+
+def test_lines_parquet_from_dictionaries_reads_back_as_the_stringified_frame(tmp_path):
+    n = 1_200
+    i = np.arange(n)
+    frame = pd.DataFrame({
+        "status": pd.Categorical(np.where(i % 7 == 0, None, np.where(i % 2, "A", "T"))),
+        "note": pd.Categorical(np.where(i % 3 == 0, "capped at OPPS", None)),
+        "never": pd.Categorical([None] * n, categories=pd.Index([], dtype=object)),
+        "number_cat": pd.Categorical(i % 4),              # not text: written as text, as stringify does
+        "flag": np.where(i % 3 == 0, True, False).astype(object),
+        "cents": pd.array(np.where(i % 5 == 0, None, i), dtype="Int64"),
+        "text": pd.Series(np.where(i % 11 == 0, None, "x"), dtype="str"),
+        "day": pd.to_datetime("2025-11-03") + pd.to_timedelta(i % 30, unit="D"),
+    })
+    plain = tmp_path / "plain.parquet"
+    stringify(frame).to_parquet(plain, index=False)
+    expected = pd.read_parquet(plain)
+
+    whole = ParquetSink(tmp_path / "whole.parquet")
+    whole.write(frame)
+    whole.close()
+    pd.testing.assert_frame_equal(pd.read_parquet(whole.path), expected)
+
+    # parts whose categoricals differ (a shard without a category, one with a new one) still make one file
+    parts = ParquetSink(tmp_path / "parts.parquet")
+    first, second = frame.iloc[:500].copy(), frame.iloc[500:].copy()
+    first["status"] = first["status"].cat.remove_unused_categories().cat.add_categories(["Z"])
+    parts.write(first)
+    parts.write(second)
+    parts.close()
+    pd.testing.assert_frame_equal(pd.read_parquet(parts.path), expected)
+    assert str(pd.read_parquet(parts.path)["status"].dtype) == "str"
