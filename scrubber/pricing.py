@@ -80,6 +80,7 @@ import yaml
 
 from scrubber.errors import ReferenceNotFound, RulesError
 from scrubber.money import CENTS_DIVISOR, CF_SCALE, GPCI_SCALE, RVU_SCALE, cents_to_decimal, to_scaled
+from scrubber.rules import SAFE_LOADER
 from scrubber.settings import Settings
 
 # ------------------------------------------------------------------------------------------------
@@ -168,7 +169,7 @@ def load_conversion_factors(rules_dir: Path) -> ConversionFactors:
     if not path.is_file():
         return ConversionFactors(single_cf_through=2025, mpfs_qp={}, anesthesia={})
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         raise RulesError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

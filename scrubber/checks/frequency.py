@@ -28,6 +28,7 @@ import yaml
 
 from scrubber.checks.context import CheckContext
 from scrubber.errors import RulesError
+from scrubber.rules import SAFE_LOADER
 from scrubber.schemas import CHECK_RESULT_COLUMNS
 
 FAMILY = "frequency"
@@ -99,8 +100,8 @@ def read_rules_yaml(path: str | Path) -> YamlDoc:
     except OSError as exc:
         raise RulesError(f"{name}: cannot read rules file: {exc.strerror or exc}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""

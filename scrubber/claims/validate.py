@@ -28,6 +28,7 @@ import yaml
 
 from scrubber import schemas
 from scrubber.errors import RulesError, ValidationFailed
+from scrubber.rules import SAFE_LOADER
 
 if TYPE_CHECKING:
     from scrubber.claims.readers import RawTable
@@ -68,7 +69,7 @@ def load_modifier_sets(rules_dir: str | Path) -> dict[str, set[str]]:
     """
     path = Path(rules_dir) / "modifiers.yaml"
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise RulesError(f"{path}: file not found (the modifier sets are required)") from None
     except (OSError, UnicodeDecodeError) as exc:
