@@ -160,7 +160,7 @@ def instrument(meter: StageMeter) -> None:
 
     intake._intake_table = meter.wrap("intake.validate", intake._intake_table)
     shards = mod("shards")
-    shards.ShardSpill.add = meter.wrap("intake.spill", shards.ShardSpill.add)
+    shards.ShardSpill._split = meter.wrap("intake.spill", shards.ShardSpill._split)  # side thread
     pipeline.RunOutput._write_lines = meter.wrap("lines_output", pipeline.RunOutput._write_lines)
     pricing.annotate_and_price = meter.wrap("pricing", pricing.annotate_and_price)
     pipeline._read_history_for = meter.wrap("history_read", pipeline._read_history_for)

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -231,14 +232,30 @@ class ArrowFileSink(TableFileSink):
 
 class ShardSpill:
     """Canonical line chunks split by patient into ``shards`` local Arrow files (a temporary folder,
-    removed by :meth:`cleanup`); :meth:`shards` reads them back one at a time."""
+    removed by :meth:`cleanup`); :meth:`shards` reads them back one at a time.
+
+    :meth:`add` returns at once: a chunk is split and written on a side thread (Arrow takes and file
+    writes release the GIL) while intake validates the next one; one chunk at most is in flight.
+    """
 
     def __init__(self, shards: int, workdir: str | os.PathLike[str] | None = None) -> None:
         self.n = shards
         self._tmp = tempfile.TemporaryDirectory(prefix="shards-", dir=workdir)
         self.sinks = [ArrowFileSink(Path(self._tmp.name) / f"shard-{k:04d}.arrow") for k in range(shards)]
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-spill")
+        self._pending: Future | None = None
 
     def add(self, lines: pd.DataFrame) -> None:
+        self.wait()
+        self._pending = self._writer.submit(self._split, lines)
+
+    def wait(self) -> None:
+        """Until every chunk given is written (raises what writing raised)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _split(self, lines: pd.DataFrame) -> None:
         shard_no = shard_of(lines["patient_id"], self.n)
         table = pa.Table.from_pandas(lines, preserve_index=False)
         order = np.argsort(shard_no, kind="stable")
@@ -252,6 +269,7 @@ class ShardSpill:
 
     def paths(self) -> list[Path]:
         """Close the files; the paths of the shards that received lines."""
+        self.wait()
         return [p for p in (sink.close() for sink in self.sinks) if p is not None]
 
     def tables(self) -> Iterator[pa.Table]:
@@ -265,7 +283,13 @@ class ShardSpill:
             yield table.to_pandas()
 
     def cleanup(self) -> None:
-        self._tmp.cleanup()
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown()
+            for sink in self.sinks:
+                sink.close()
+            self._tmp.cleanup()
 
     def __enter__(self) -> ShardSpill:
         return self

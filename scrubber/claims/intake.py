@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def _read_chunks(name: str, data: bytes, fmt: str, chunk_rows: int) -> Iterator[
     yield from readers.iter_chunks(table, chunk_rows)
 
 
+def _read_ahead(tables: Iterator[readers.RawTable]) -> Iterator[readers.RawTable]:
+    """``tables``, the next one read on a side thread while the caller validates this one (reading and
+    decoding Parquet releases the GIL; validation is mostly Python). Errors surface in order."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-read") as reader:
+        ahead = reader.submit(next, tables, None)
+        while True:
+            table = ahead.result()  # raises what reading raised, where the caller expects it
+            if table is None:
+                return
+            ahead = reader.submit(next, tables, None)
+            yield table
+
+
 def _new_info(name: str, data: bytes) -> dict:
     return {"name": name, "format": readers.sniff_format(data), "rows": 0, "accepted": 0,
             "quarantined": 0, "error": None, "warnings": [], "encoding": None}
@@ -115,7 +129,7 @@ def _new_info(name: str, data: bytes) -> dict:
 def _intake_file(name: str, data: bytes, known: set[str], info: dict,
                  chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes."""
-    tables = _read_chunks(name, data, info["format"], chunk_rows)
+    tables = _read_ahead(_read_chunks(name, data, info["format"], chunk_rows))
     first = True
     while True:
         try:
