@@ -55,6 +55,13 @@ HISTORY_SCHEMA = pa.schema([
 ])
 HISTORY_COLUMNS: list[str] = HISTORY_SCHEMA.names
 
+#: Parquet options of history files: statistics only where reads filter (date, patient, code), no
+#: dictionary for the one-value-per-line ids; each costs encoding time and buys nothing there
+_WRITE_OPTIONS = {
+    "write_statistics": ["service_date", "patient_id", "hcpcs"],
+    "use_dictionary": [c for c in HISTORY_COLUMNS if c not in ("line_uid", "claim_id")],
+}
+
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _KEY_RE = re.compile(r"^history/service_month=(\d{4})-(\d{2})/run_id=(.+)\.parquet$")
 
@@ -112,6 +119,29 @@ def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
     return pa.Table.from_arrays([arrays[c] for c in HISTORY_COLUMNS], schema=HISTORY_SCHEMA)
 
 
+def _from_arrow(lines: pa.Table, run_id: str) -> pa.Table:
+    """The history columns of an Arrow table of lines (the report's lines.parquet table: text may be
+    dictionary-encoded), cast to the fixed schema without going back through pandas."""
+    n = lines.num_rows
+    arrays = []
+    for field in HISTORY_SCHEMA:
+        name, want = field.name, field.type
+        if name == "run_id":
+            arrays.append(pa.repeat(pa.scalar(run_id, pa.string()), n))
+            continue
+        if name not in lines.column_names:
+            arrays.append(pa.array(np.arange(n, dtype="int64")) if name == "line_uid" else pa.nulls(n, want))
+            continue
+        column = lines.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if name == "service_date" and column.null_count:
+            first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise ValueError(f"history: line {first} has no service_date; canonical lines always carry one")
+        arrays.append(column if column.type == want else column.cast(want, safe=name != "service_date"))
+    return pa.Table.from_arrays(arrays, schema=HISTORY_SCHEMA)
+
+
 def _run_keys(store: Store, run_id: str) -> list[str]:
     suffix = f"/run_id={run_id}.parquet"
     return [k for k in store.list(HISTORY_PREFIX) if k.endswith(suffix) and _KEY_RE.match(k)]
@@ -125,35 +155,45 @@ class HistoryWriter:
     Use as a context manager or call :meth:`close`; :meth:`abort` drops what was written.
     """
 
-    def __init__(self, store: Store, run_id: str, workdir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, store: Store, run_id: str, workdir: str | os.PathLike[str] | None = None, *,
+                 threads: int = 4) -> None:
         _check_run_id(run_id)
         self.store, self.run_id = store, run_id
+        self.threads = max(1, threads)  # months encoded side by side (1: the caller is a side thread already)
         self._tmp = tempfile.TemporaryDirectory(prefix="history-", dir=workdir)
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows = 0
 
-    def add(self, lines: pd.DataFrame) -> None:
-        """Append scrubbed lines (any service months)."""
-        if not len(lines):
+    def add(self, lines: pd.DataFrame | pa.Table) -> None:
+        """Append scrubbed lines (any service months): a frame, or the Arrow table written to the report."""
+        if not (lines.num_rows if isinstance(lines, pa.Table) else len(lines)):
             return
-        table = _to_arrow(lines, self.run_id)
+        table = _from_arrow(lines, self.run_id) if isinstance(lines, pa.Table) else _to_arrow(lines, self.run_id)
         # month index since 1970 (fits int16 until year 4700); a night spans a few months: one filter each
-        months = pd.to_datetime(lines["service_date"]).to_numpy(dtype="datetime64[M]").astype("int64")
-        months = months.astype("int16")
+        days = table.column("service_date").to_numpy()  # date32 -> datetime64[D]
+        months = days.astype("datetime64[M]").astype("int64").astype("int16")
         uniq = np.unique(months)
-        parts = {}
-        for month in uniq.tolist():
-            part = table if len(uniq) == 1 else table.filter(pa.array(months == month))
-            parts[f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"] = part
+        if len(uniq) > 1:  # rows put in month order (one take per column), each month a slice of it
+            order = np.argsort(months, kind="stable")
+            months = months[order]
+            take = pa.array(order)
+            table = pa.Table.from_arrays([column.take(take) for column in table.columns], schema=table.schema)
+        starts = [*np.searchsorted(months, uniq, side="left").tolist(), len(months)]
+        parts = {f"{1970 + month // 12:04d}-{month % 12 + 1:02d}": table.slice(starts[i], starts[i + 1] - starts[i])
+                 for i, month in enumerate(uniq.tolist())}
         # Parquet encoding releases the GIL: the months of a shard are encoded side by side
-        with ThreadPoolExecutor(max_workers=min(4, len(parts))) as pool:
-            list(pool.map(lambda item: self._writer(item[0]).write_table(item[1]), parts.items()))
+        if self.threads == 1 or len(parts) == 1:
+            for month, part in parts.items():
+                self._writer(month).write_table(part)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.threads, len(parts))) as pool:
+                list(pool.map(lambda item: self._writer(item[0]).write_table(item[1]), parts.items()))
         self.rows += len(lines)
 
     def _writer(self, month: str) -> pq.ParquetWriter:
         if month not in self._writers:
             path = os.path.join(self._tmp.name, f"{month}.parquet")
-            self._writers[month] = pq.ParquetWriter(path, HISTORY_SCHEMA, compression="zstd")
+            self._writers[month] = pq.ParquetWriter(path, HISTORY_SCHEMA, compression="zstd", **_WRITE_OPTIONS)
         return self._writers[month]
 
     def close(self) -> int:

@@ -33,10 +33,21 @@ import pandas as pd
 
 from scrubber.report.summary import LineTotals
 from scrubber.settings import Settings
-from scrubber.shards import SHARD_LINES, ParquetSink, ShardSpill, estimate_rows, shard_count, stringify
+from scrubber.shards import (
+    SHARD_LINES,
+    ParquetSink,
+    ShardSpill,
+    estimate_rows,
+    parquet_table,
+    shard_count,
+    stringify,
+)
 from scrubber.store import LocalStore, Store
 
 WORK_PREFIX = "work"
+#: lines.parquet columns with min/max statistics (what readers filter a night's lines on)
+LINES_STATISTICS = ("line_uid", "claim_id", "line_number", "patient_id", "service_date", "hcpcs", "rendering_npi",
+                    "payer")
 #: every code's history is read this far back (global periods reach 90 days; same-day edits need the day)
 HISTORY_ALL_CODES_DAYS = 120
 
@@ -293,8 +304,9 @@ class RunOutput:
         from scrubber.history import HistoryWriter
 
         self._tmp = tempfile.TemporaryDirectory(prefix="run-output-")
-        self.lines_sink = ParquetSink(Path(self._tmp.name) / "lines.parquet")
-        self.history = HistoryWriter(store, spec.run_id, self._tmp.name)
+        self.lines_sink = ParquetSink(Path(self._tmp.name) / "lines.parquet", statistics=LINES_STATISTICS)
+        # one thread: this writer already runs beside the checks, more would only take their core
+        self.history = HistoryWriter(store, spec.run_id, self._tmp.name, threads=1)
         self.totals = LineTotals()
         self.flag_parts: list[pd.DataFrame] = []
         self.hold_lines = hold_lines
@@ -318,8 +330,9 @@ class RunOutput:
     def _write_lines(self, priced: pd.DataFrame) -> None:
         t0 = time.perf_counter()
         self.totals.add(LineTotals.of(priced))
-        self.lines_sink.write(priced)
-        self.history.add(priced)
+        table = parquet_table(priced)  # converted once, for lines.parquet and history
+        self.lines_sink.write(table)
+        self.history.add(table)
         self.seconds += time.perf_counter() - t0
 
     def add_flags(self, flags: pd.DataFrame) -> None:
