@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -786,11 +787,30 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
     """
     frame = table.frame
     vf = _ValidationFrame(frame)
-    errors: list[pd.DataFrame] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as side:
+        # GX is mostly Python and the checks below mostly Arrow/numpy: the suite runs on a side thread
+        gx = side.submit(_gx_failures, vf, table.name) if len(vf) else None
+        lines, errors = _own_checks(table, vf, known, today)
+        if gx is not None:
+            errors += gx.result()
+    errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
+        e is not None and len(e) for e in errors) else pd.DataFrame(columns=ERROR_COLUMNS)
+    bad_rows = np.unique(errs["source_row"].to_numpy(dtype=np.int64)) if len(errs) else np.array([], np.int64)
+    is_bad = np.isin(vf["source_row"].to_numpy(), bad_rows)
+    if is_bad.any():  # every row was made canonical meanwhile: keep the good ones
+        lines = lines.take(np.flatnonzero(~is_bad)).reset_index(drop=True)
+    quarantine = _quarantine_rows(table, vf, is_bad, errs)
+    return lines, quarantine
+
+
+def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: date | None
+                ) -> tuple[pd.DataFrame, list[pd.DataFrame | None]]:
+    """The checks GX does not express (check digits, calendar dates, repeats, modifier combinations) and
+    every row made canonical (bad ones are dropped once all errors are in): (lines, errors)."""
+    frame = table.frame
+    errors: list[pd.DataFrame | None] = []
     if table.row_errors is not None and len(table.row_errors):
         errors.append(table.row_errors[ERROR_COLUMNS])
-    if len(vf):
-        errors += _gx_failures(vf, table.name)
 
     # NPI check digit: only on values that already passed the 10-digit format check (per distinct NPI)
     for col in ("rendering_npi", "billing_npi"):
@@ -826,56 +846,44 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
 
     mod_errors, canon_mods, mod_combination = _check_modifier_combinations(vf, known, set(frame.columns))
     errors += mod_errors
-
-    errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
-        e is not None and len(e) for e in errors) else pd.DataFrame(columns=ERROR_COLUMNS)
-    bad_rows = np.unique(errs["source_row"].to_numpy(dtype=np.int64)) if len(errs) else np.array([], np.int64)
-    is_bad = np.isin(vf["source_row"].to_numpy(), bad_rows)
-    keep = np.flatnonzero(~is_bad) if is_bad.any() else None   # None: every row (the usual case, no copy)
-    lines = _canonical(table.name, vf, keep, dates.to_numpy(), canon_mods, mod_combination)
-    quarantine = _quarantine_rows(table, vf, is_bad, errs)
-    return lines, quarantine
+    return _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination), errors
 
 
-def _canonical(name: str, vf: _ValidationFrame, keep: np.ndarray | None, dates: np.ndarray,
-               mods: pd.DataFrame, mod_combination: np.ndarray) -> pd.DataFrame:
-    """Canonical claim lines (schemas.LINE_COLUMNS except line_uid) from the validated rows at ``keep``
-    (all rows when None). Text is normalised per distinct value, then taken to the rows once per column.
+def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.DataFrame,
+               mod_combination: np.ndarray) -> pd.DataFrame:
+    """Canonical claim lines (schemas.LINE_COLUMNS except line_uid) of every row, bad ones included (the
+    caller drops them). Text is normalised per distinct value, then taken to the rows once per column.
 
     dates: parsed service date per distinct service_date value; mods: canonical modifier columns per
     modifier combination; mod_combination: each row's combination.
     """
-    n = len(vf) if keep is None else len(keep)
-
-    def rows(per_row: np.ndarray) -> np.ndarray:
-        return per_row if keep is None else per_row[keep]
+    n = len(vf)
 
     def plain(col: str) -> pd.Series:
-        column = vf[col] if keep is None else vf[col].take(keep).reset_index(drop=True)
-        return column.fillna("") if column.hasnans else column   # required columns have no gaps left
+        column = vf[col]
+        return column.fillna("") if column.hasnans else column   # required columns: gaps only on bad rows
 
     def text(col: str, normalise: Callable[[pd.Series], pd.Series] | None = None, fill: str = "") -> pd.Series:
         coded = vf.coded[col]
         values = None if normalise is None else _arrow(normalise(coded.series()))
-        return coded.text(keep, fill=fill, values=values)
+        return coded.text(fill=fill, values=values)
 
-    service_dates = vf.coded["service_date"]
-    combination = pa.array(rows(mod_combination))
+    combination = pa.array(mod_combination)
     return pd.DataFrame({
         "source_file": pd.Series(pd.array(pa.repeat(pa.scalar(name, pa.large_string()), n), dtype="str")),
-        "source_row": rows(vf["source_row"].to_numpy(dtype=np.int64)),
+        "source_row": vf["source_row"].to_numpy(dtype=np.int64),
         "claim_id": plain("claim_id"),
-        "line_number": vf.number("line_number_num", keep).astype(np.int64),
+        "line_number": np.nan_to_num(vf.number("line_number_num"), nan=0).astype(np.int64),  # NaN: a bad row
         "patient_id": plain("patient_id"),
         "rendering_npi": text("rendering_npi"),
         "billing_npi": text("billing_npi"),
         "payer": text("payer", lambda v: v.str.lower(), fill=DEFAULT_PAYER),
-        "service_date": np.append(dates, np.datetime64("NaT"))[rows(service_dates.codes)].astype("datetime64[ns]"),
+        "service_date": np.append(dates, np.datetime64("NaT"))[vf.coded["service_date"].codes].astype("datetime64[ns]"),
         "hcpcs": text("hcpcs"),
         **{c: pd.Series(pd.array(_arrow(mods[c]).take(combination), dtype="str"))
            for c in ["modifiers", *MODIFIER_COLUMNS]},
-        "units": vf.number("units_num", keep),
-        "charge_amount": vf.number("charge_num", keep),
+        "units": vf.number("units_num"),
+        "charge_amount": vf.number("charge_num"),
         "place_of_service": text("place_of_service"),
         "locality": text("locality"),
         "service_zip": text("service_zip", lambda v: v.str.slice(0, 5)),
