@@ -30,6 +30,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+try:  # Intel ISA-L's deflate: the same zlib format about 4x faster at the fast levels (the XML is ~1.7 KB a flag)
+    from isal import isal_zlib as _deflate
+except ImportError:  # a platform without its wheels: the standard library's zlib
+    _deflate = zlib
+
 #: Excel's last row (1-based); data rows are capped one row short so the cap note fits
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_CELL_CHARS = 32_767
@@ -475,7 +480,7 @@ def sheet_name(text: str, taken: set[str]) -> str:
 def write_workbook(sheets: list[TableSheet | GridSheet], sst: SharedStrings | None = None) -> bytes:
     """The .xlsx bytes of the given sheets (in order). ``sst``: the table pre-encoded columns used.
 
-    Table sheets are laid out and deflated on two threads (Arrow and zlib release the GIL); every
+    Table sheets are laid out and deflated on two threads (Arrow and deflate release the GIL); every
     step that touches the shared-string table runs before, on the calling thread.
     """
     sst = sst if sst is not None else SharedStrings()
@@ -558,12 +563,12 @@ def _deflate_pieces(pieces: Iterable[bytes | memoryview]) -> tuple[list[bytes], 
     (uncompressed, ~6x larger) XML is held at a time, and the compressed pieces are joined only once,
     into the zip archive.
     """
-    comp = zlib.compressobj(1, zlib.DEFLATED, -15)
+    comp = _deflate.compressobj(1, zlib.DEFLATED, -15)
     out: list[bytes] = []
     crc = size = 0
     for piece in pieces:
         out.append(comp.compress(piece))
-        crc = zlib.crc32(piece, crc)
+        crc = _deflate.crc32(piece, crc)
         size += len(piece)
     out.append(comp.flush())
     return out, crc, size
