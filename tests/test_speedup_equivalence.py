@@ -5,6 +5,8 @@
 - place of service: pos_lookup works on distinct (code, date) pairs; compared with the row-wise lookup;
 - shards.stringify: text categoricals are decoded in Arrow, one-kind object columns texted per
   distinct value; compared value by value with the plain conversions;
+- report.summary: dollars at risk per line and per group, and counts per group, from factorised codes;
+  compared with pandas groupby / value_counts on the same flags;
 - shards.ParquetSink: text categoricals are written as Parquet dictionaries without being decoded; the
   file reads back as the stringified frame written the plain way.
 """
@@ -149,3 +151,28 @@ def test_lines_parquet_from_dictionaries_reads_back_as_the_stringified_frame(tmp
     parts.close()
     pd.testing.assert_frame_equal(pd.read_parquet(parts.path), expected)
     assert str(pd.read_parquet(parts.path)["status"].dtype) == "str"
+
+
+def test_summary_groups_give_the_groupby_answers():
+    from scrubber.report import summary
+
+    rng = np.random.default_rng(7)
+    n = 4_000
+    flags = pd.DataFrame({
+        "line_uid": rng.integers(0, 700, n), "claim_id": pd.Series(rng.integers(0, 250, n).astype(str), dtype="str"),
+        "line_number": rng.integers(1, 4, n), "amount_at_risk": np.round(rng.random(n) * 100, 2),
+        "payer": pd.Series(np.where(rng.random(n) < 0.1, None, rng.choice(["acme", "medicare"], n)), dtype="str"),
+        "severity": rng.choice(["deny", "review", "info"], n)})
+    flags.loc[rng.random(n) < 0.05, "amount_at_risk"] = np.nan
+    for frame in (flags, flags.drop(columns="line_uid")):
+        keys = ["line_uid"] if "line_uid" in frame else ["claim_id", "line_number"]
+        plain = frame.assign(_cents=np.rint(frame["amount_at_risk"].fillna(0) * 100).astype(np.int64),
+                             payer=frame["payer"].astype(object).where(frame["payer"].notna(), "(none)"))
+        per_line = plain.groupby(keys)["_cents"].max()
+        got = summary.line_risk_cents(frame).sort_index()
+        assert got.index.equals(per_line.index) and (got.to_numpy() == per_line.to_numpy()).all()
+        per_payer = plain.groupby([*keys, "payer"])["_cents"].max().groupby(level="payer").sum()
+        line = summary._line_codes(frame).astype(np.int64)
+        risk = summary._risk_by(frame, "payer", line, summary._cents(frame["amount_at_risk"]))
+        assert risk == {k: round(v / 100, 2) for k, v in per_payer.sort_values(ascending=False).items()}
+        assert summary._count_by(frame, "payer") == {k: int(v) for k, v in plain["payer"].value_counts().items()}

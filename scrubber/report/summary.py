@@ -35,30 +35,67 @@ def _dollars(cents: int | np.integer) -> float:
     return round(int(cents) / 100, 2)
 
 
+def _groups(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Group code per row and the group labels (first-seen order; a missing value is the group "(none)")."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, [("(none)" if pd.isna(u) else str(u)) for u in uniques]
+
+
+def _line_codes(flags: pd.DataFrame) -> np.ndarray:
+    """One code per distinct line of the flags (line_uid, else claim + line number)."""
+    if "line_uid" in flags.columns:
+        return pd.factorize(flags["line_uid"])[0]
+    claim = pd.factorize(flags["claim_id"])[0].astype(np.int64)
+    line = pd.factorize(flags["line_number"], use_na_sentinel=False)[0].astype(np.int64)
+    return pd.factorize(claim * (int(line.max()) + 1 if len(line) else 1) + line)[0]
+
+
+def _max_per_key(key: np.ndarray, cents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys in first-seen order, largest cents per key), sorted and vectorised."""
+    order = np.lexsort((-cents, key))                   # by key, largest cents first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    top = order[first]
+    seen = np.argsort(np.unique(key, return_index=True)[1], kind="stable")  # keys back in first-seen order
+    return key[top][seen], cents[top][seen]
+
+
 def line_risk_cents(flags: pd.DataFrame, by: str | None = None) -> pd.Series:
     """Cents at risk per line (or per (group, line)): the largest amount_at_risk among the flags."""
     if len(flags) == 0 or "amount_at_risk" not in flags.columns:
         return pd.Series(dtype=np.int64)
     keys = ["line_uid"] if "line_uid" in flags.columns else ["claim_id", "line_number"]
-    frame = flags[keys + ([by] if by else [])].copy()
+    cents = _cents(flags["amount_at_risk"])
+    line = _line_codes(flags).astype(np.int64)
+    group, labels = _groups(flags[by]) if by else (np.zeros(len(flags), dtype=np.int64), [])
+    width = max(len(labels), 1)
+    key, top = _max_per_key(line * width + group, cents)
+    first_row = np.unique(line, return_index=True)[1][key // width]   # a row of each line, for its key values
+    index = {k: flags[k].to_numpy()[first_row] for k in keys}
     if by:
-        frame[by] = frame[by].astype(object).where(frame[by].notna(), "(none)")
-    frame["_cents"] = _cents(flags["amount_at_risk"])
-    return frame.groupby(keys + ([by] if by else []), sort=False, observed=True)["_cents"].max()
+        index[by] = np.asarray(labels, dtype=object)[key % width]
+    return pd.Series(top, index=pd.MultiIndex.from_arrays(list(index.values()), names=list(index))
+                     if len(index) > 1 else pd.Index(next(iter(index.values())), name=keys[0]), name="_cents")
 
 
-def _risk_by(flags: pd.DataFrame, column: str) -> dict[str, float]:
-    if len(flags) == 0 or column not in flags.columns:
+def _risk_by(flags: pd.DataFrame, column: str, line: np.ndarray, cents: np.ndarray) -> dict[str, float]:
+    """Dollars at risk per group of ``column``, each line once per group (``line``: :func:`_line_codes`,
+    ``cents``: each flag's amount at risk)."""
+    if len(flags) == 0 or column not in flags.columns or "amount_at_risk" not in flags.columns:
         return {}
-    per = line_risk_cents(flags, by=column)
-    totals = per.groupby(level=column, observed=True).sum()
-    return {str(k): _dollars(v) for k, v in totals.sort_values(ascending=False).items()}
+    group, labels = _groups(flags[column])
+    key, top = _max_per_key(line * len(labels) + group, cents)
+    totals = pd.Series(np.bincount(key % len(labels), weights=top, minlength=len(labels)).astype(np.int64),
+                       index=labels)
+    return {str(k): _dollars(v) for k, v in totals.sort_values(ascending=False, kind="stable").items()}
 
 
 def _count_by(flags: pd.DataFrame, column: str, order: tuple[str, ...] = ()) -> dict[str, int]:
     if len(flags) == 0 or column not in flags.columns:
         return {k: 0 for k in order}
-    counts = flags[column].astype(object).where(flags[column].notna(), "(none)").value_counts()
+    group, labels = _groups(flags[column])
+    counts = pd.Series(np.bincount(group, minlength=len(labels)), index=labels).sort_values(
+        ascending=False, kind="stable")
     out = {k: int(counts.get(k, 0)) for k in order}
     out.update({str(k): int(v) for k, v in counts.items() if k not in out})
     return out
@@ -131,10 +168,11 @@ def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: 
     totals = lines if isinstance(lines, LineTotals) else LineTotals.of(lines)
     scrubbed = totals.lines
     quarantined = len(quarantine)
-    flagged_keys = ["line_uid"] if "line_uid" in flags.columns else ["claim_id", "line_number"]
-    flagged_lines = int(flags[flagged_keys].drop_duplicates().shape[0]) if len(flags) else 0
+    line = _line_codes(flags).astype(np.int64) if len(flags) else np.zeros(0, dtype=np.int64)
+    cents = _cents(flags["amount_at_risk"]) if "amount_at_risk" in flags.columns else np.zeros(len(flags), np.int64)
+    flagged_lines = int(line.max()) + 1 if len(flags) else 0
     expected_cents, unknown_lines = totals.expected_cents, totals.unknown_lines
-    at_risk_cents = int(line_risk_cents(flags).sum()) if len(flags) else 0
+    at_risk_cents = int(_max_per_key(line, cents)[1].sum()) if len(flags) else 0
     quarantine_reasons: dict[str, int] = {}
     if quarantined and "reason" in quarantine.columns:
         quarantine_reasons = {str(k): int(v) for k, v in quarantine["reason"].astype(str).value_counts()
@@ -168,9 +206,9 @@ def build_summary(*, run_id: str, run_date: date | str, input_rows: int, lines: 
         "dollars": {
             "expected_allowed_total": _dollars(expected_cents),
             "amount_at_risk_total": _dollars(at_risk_cents),
-            "at_risk_by_family": _risk_by(flags, "rule_family"),
-            "at_risk_by_severity": _risk_by(flags, "severity"),
-            "at_risk_by_payer": _risk_by(flags, "payer"),
+            "at_risk_by_family": _risk_by(flags, "rule_family", line, cents),
+            "at_risk_by_severity": _risk_by(flags, "severity", line, cents),
+            "at_risk_by_payer": _risk_by(flags, "payer", line, cents),
             "at_risk_basis": "each line counted once, at the largest amount at risk among its flags; "
                              "per-group figures count a line once within the group",
         },
