@@ -14,11 +14,12 @@ folder hard-linked in, no history), so every size starts from the same state.
 
 The child wraps the pipeline's stage functions (intake validation per chunk, the spill of chunks into
 shards by patient, pricing, each check family, flag building, amount at risk, stringifying the flags,
-each shard's lines written out, report writing) to record per stage: wall seconds, CPU seconds (user +
-sys of the process; on a shared 2-core machine wall overstates the cost) and the peak RSS seen while
-the stage ran (a 10 ms sampler of /proc/self/statm). The wrappers only observe. "lines_output" and
-"history_write" run on a side thread while the checks run on the main one: their wall time overlaps
-the checks', and their CPU figure counts both threads.
+each shard's lines written out, the report files that wait for the lines and the summary) to record
+per stage: wall seconds, CPU seconds (user + sys of the process; on a shared 2-core machine wall
+overstates the cost) and the peak RSS seen while the stage ran (a 10 ms sampler of /proc/self/statm).
+The wrappers only observe. "intake.spill", "lines_output" and "history_write" run on side threads
+beside the main one: their wall time overlaps the main thread's stages, and their CPU figure counts
+every thread of the process.
 "intake (whole)" is the run's own timing of reading, validating and (above one shard) spilling.
 ``--profile`` runs one size in this process under cProfile and prints the top 25 cumulative entries.
 """
@@ -172,7 +173,7 @@ def instrument(meter: StageMeter) -> None:
     pipeline.stringify = meter.wrap("stringify", pipeline.stringify)
     pipeline._publish = meter.wrap("publish", pipeline._publish)
     summary.build_summary = meter.wrap("publish.summary", summary.build_summary)
-    writers.write_report = meter.wrap("publish.write_report", writers.write_report)
+    writers.ReportWriter.finish = meter.wrap("publish.report_finish", writers.ReportWriter.finish)
     history.HistoryWriter.add = meter.wrap("history_write", history.HistoryWriter.add)
     history.HistoryWriter.close = meter.wrap("history_publish", history.HistoryWriter.close)
 

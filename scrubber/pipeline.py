@@ -380,7 +380,7 @@ class RunOutput:
 def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.DataFrame, input_rows: int,
              files: list, timings: dict, out_store: Store | None, out_prefix: str | None) -> dict:
     from scrubber.report.summary import build_summary
-    from scrubber.report.writers import write_report
+    from scrubber.report.writers import ReportWriter
 
     t0 = time.perf_counter()
     flags = output.flags()
@@ -391,13 +391,15 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
         # frame as it is
         flags = flags.take(_report_order(flags)).reset_index(drop=True)
     output.flag_parts = [flags]
-    lines = output.lines()  # the last shard's lines may still be being written: the flags were sorted meanwhile
-    timings["lines_output"] = output.seconds
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
-    summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
-                            quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
-    summary["report_location"] = _location(target, prefix)
-    written = write_report(target, prefix, flags=flags, lines=lines, quarantine=quarantine, summary=summary)
+    # the flag files start now, while the last shard's lines may still be being written on the side thread
+    with ReportWriter(target, prefix, flags=flags, quarantine=quarantine) as report:
+        lines = output.lines()
+        timings["lines_output"] = output.seconds
+        summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
+                                quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
+        summary["report_location"] = _location(target, prefix)
+        written = report.finish(lines=lines, summary=summary)
     if len(quarantine):
         qbuf = io.StringIO()
         quarantine.to_csv(qbuf, index=False)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from scrubber.checks import place_of_service
 from scrubber.claims import validate
-from scrubber.shards import ParquetSink, stringify
 from scrubber.rules import RuleBook
 from scrubber.settings import Settings
+from scrubber.shards import ParquetSink, stringify
 
 
 def _gx_on_every_row(vf: pd.DataFrame) -> list[pd.DataFrame]:

@@ -16,7 +16,7 @@ import io
 import json
 import tempfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -113,50 +113,93 @@ def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.Da
     to the files written here. ``lines`` may be a Parquet file already written (a big run streams its
     lines there shard by shard); it is published as lines.parquet. Unknown formats raise ValueError.
     """
-    unknown = set(formats) - set(ALL_FORMATS)
-    if unknown:
-        raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {ALL_FORMATS}")
-    prefix = prefix if prefix.endswith("/") or prefix == "" else prefix + "/"
-    flags = _ordered_flag_columns(sort_flags(flags).reset_index(drop=True))
-    quarantine = quarantine if quarantine is not None else pd.DataFrame()
-    summary = dict(summary)
+    with ReportWriter(store, prefix, flags=flags, quarantine=quarantine, formats=formats) as report:
+        return report.finish(lines=lines, summary=summary)
 
-    def parquet(frame: pd.DataFrame) -> Callable[[str], None]:
-        return lambda key: store.write_parquet(key, _parquet_safe(frame))
 
-    def data(build: Callable[[], bytes]) -> Callable[[str], None]:
-        return lambda key: store.write_bytes(key, build())
+class ReportWriter:
+    """The report files of one run, each started as soon as what it needs is there.
 
-    def csv_file(frame: pd.DataFrame) -> Callable[[str], None]:
+    The flag files (flags.parquet, flags.csv) and quarantine.csv start when the writer is made, from
+    the sorted flags alone: a run makes it while its last lines are still being encoded on another
+    thread. :meth:`finish` adds lines.parquet, exceptions.xlsx and report.html, waits for every file
+    and writes summary.json LAST. Files are built two at a time (Arrow, Parquet and deflate release
+    the GIL). Use as a context manager, so a run that fails in between stops the writers.
+    """
+
+    def __init__(self, store: Store, prefix: str, *, flags: pd.DataFrame, quarantine: pd.DataFrame | None,
+                 formats: Sequence[str] = ALL_FORMATS) -> None:
+        unknown = set(formats) - set(ALL_FORMATS)
+        if unknown:
+            raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {ALL_FORMATS}")
+        self.store, self.formats = store, tuple(formats)
+        self.prefix = prefix if prefix.endswith("/") or prefix == "" else prefix + "/"
+        self.flags = _ordered_flag_columns(sort_flags(flags).reset_index(drop=True))
+        self.quarantine = quarantine if quarantine is not None else pd.DataFrame()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report")
+        self._futures: list[Future] = []
+        flags, quarantine = self.flags, self.quarantine
+        early: list[tuple[str, Callable[[str], None]]] = []
+        if "csv" in formats:
+            early += [("flags.csv", self._csv_file(flags)),
+                      ("quarantine.csv", self._data(lambda: _csv_bytes(quarantine) if len(quarantine.columns)
+                                                    else b"source_file,source_row,reason\n"))]
+        if "parquet" in formats:
+            early.append(("flags.parquet", self._parquet(flags)))
+        self._submit(early)
+
+    def _submit(self, jobs: list[tuple[str, Callable[[str], None]]]) -> None:
+        for name, job in sorted(jobs, key=lambda j: _COST_ORDER.get(j[0], 9)):  # the slow files start first
+            self._futures.append(self._pool.submit(job, self.prefix + name))
+
+    def _parquet(self, frame: pd.DataFrame) -> Callable[[str], None]:
+        return lambda key: self.store.write_parquet(key, _parquet_safe(frame))
+
+    def _data(self, build: Callable[[], bytes]) -> Callable[[str], None]:
+        return lambda key: self.store.write_bytes(key, build())
+
+    def _csv_file(self, frame: pd.DataFrame) -> Callable[[str], None]:
         """Big CSVs go through a local file: a 10M-line night's flags.csv is about a gigabyte."""
         def job(key: str) -> None:
             with tempfile.TemporaryDirectory(prefix="report-") as tmp:
                 path = Path(tmp) / "flags.csv"
                 pacsv.write_csv(_csv_table(frame), str(path), _CSV_OPTIONS)
-                store.upload_file(path, key)
+                self.store.upload_file(path, key)
         return job
 
-    jobs: list[tuple[str, Callable[[str], None]]] = []
-    if "parquet" in formats:
-        lines_job = ((lambda key: store.upload_file(lines, key)) if isinstance(lines, Path) else parquet(lines))
-        jobs += [("flags.parquet", parquet(flags)), ("lines.parquet", lines_job)]
-    if "csv" in formats:
-        jobs += [("flags.csv", csv_file(flags)),
-                 ("quarantine.csv", data(lambda: _csv_bytes(quarantine) if len(quarantine.columns)
-                                         else b"source_file,source_row,reason\n"))]
-    if "xlsx" in formats:
-        jobs.append(("exceptions.xlsx", data(lambda: build_exceptions_xlsx(flags, summary))))
-    if "html" in formats:
-        jobs.append(("report.html", data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))))
-    summary["files"] = [name for name, _ in jobs] + ["summary.json"]
+    def names(self) -> list[str]:
+        """The report's files in their listed order (summary.json last)."""
+        names = []
+        if "parquet" in self.formats:
+            names += ["flags.parquet", "lines.parquet"]
+        if "csv" in self.formats:
+            names += ["flags.csv", "quarantine.csv"]
+        names += [n for f, n in (("xlsx", "exceptions.xlsx"), ("html", "report.html")) if f in self.formats]
+        return [*names, "summary.json"]
 
-    # the files are independent: build and publish them two at a time (Arrow, Parquet and zlib release
-    # the GIL); summary.json only once every other file is in place
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        longest_first = sorted(jobs, key=lambda j: _COST_ORDER.get(j[0], 9))
-        futures = [pool.submit(job, prefix + name) for name, job in longest_first]
-        for future in futures:
+    def finish(self, *, lines: pd.DataFrame | Path, summary: dict) -> list[str]:
+        """The files that need the lines or the summary, then summary.json once all are in place;
+        returns the keys written, summary.json last."""
+        store, flags, quarantine = self.store, self.flags, self.quarantine
+        summary = dict(summary)
+        summary["files"] = self.names()
+        late: list[tuple[str, Callable[[str], None]]] = []
+        if "parquet" in self.formats:
+            late.append(("lines.parquet", (lambda key: store.upload_file(lines, key)) if isinstance(lines, Path)
+                         else self._parquet(lines)))
+        if "xlsx" in self.formats:
+            late.append(("exceptions.xlsx", self._data(lambda: build_exceptions_xlsx(flags, summary))))
+        if "html" in self.formats:
+            late.append(("report.html", self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))))
+        self._submit(late)
+        for future in self._futures:
             future.result()
-    written = [prefix + name for name, _ in jobs]
-    store.write_bytes(prefix + "summary.json", json.dumps(summary, indent=2, default=_json_default).encode("utf-8"))
-    return [*written, prefix + "summary.json"]
+        store.write_bytes(self.prefix + "summary.json",
+                          json.dumps(summary, indent=2, default=_json_default).encode("utf-8"))
+        return [self.prefix + name for name in summary["files"]]
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
