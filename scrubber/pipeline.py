@@ -361,9 +361,14 @@ class RunOutput:
         self.wait()
         self.history.close()
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, raise_errors: bool = True) -> None:
+        """Stop the side thread and drop the temporary files; ``raise_errors=False`` when another error is
+        already on its way (that one says what went wrong first)."""
         try:
             self.wait()
+        except Exception:
+            if raise_errors:
+                raise
         finally:
             self._beside.shutdown()
             self.lines_sink.close()
@@ -373,8 +378,8 @@ class RunOutput:
     def __enter__(self) -> RunOutput:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.cleanup()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.cleanup(raise_errors=exc_type is None)
 
 
 def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.DataFrame, input_rows: int,

@@ -291,9 +291,14 @@ class ShardSpill:
         for table in self.tables():
             yield table.to_pandas()
 
-    def cleanup(self) -> None:
+    def cleanup(self, *, raise_errors: bool = True) -> None:
+        """Stop the side thread and drop the temporary files; ``raise_errors=False`` when another error is
+        already on its way (that one says what went wrong first)."""
         try:
             self.wait()
+        except Exception:
+            if raise_errors:
+                raise
         finally:
             self._writer.shutdown()
             for sink in self.sinks:
@@ -303,5 +308,5 @@ class ShardSpill:
     def __enter__(self) -> ShardSpill:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.cleanup()
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.cleanup(raise_errors=exc_type is None)

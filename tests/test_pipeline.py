@@ -30,3 +30,20 @@ def test_a_line_no_loaded_release_covers_is_flagged_and_the_rest_scrubbed(rvu25d
     assert lines.loc["C2", "expected_allowed"] > 0
     old = result.flags[result.flags["claim_id"] == "C1"]
     assert len(old) and (old["severity"] != "info").any(), old[["rule_id", "severity"]].to_dict("records")
+
+
+def test_an_error_writing_lines_on_the_side_thread_reaches_the_run(tmp_path: Path) -> None:
+    """A shard's lines are written on a side thread; its failure must stop the run, never be lost."""
+    import pandas as pd
+    import pytest
+
+    from scrubber.pipeline import RunOutput, RunSpec
+
+    spec = RunSpec("20260105-sidethread", date(2026, 1, 5), [], "reports/x/")
+    first = pd.DataFrame({"line_uid": [0], "service_date": pd.to_datetime(["2025-11-14"]), "units": [1.0]})
+    clash = first.assign(line_uid=1, units="one")  # text where the first shard had numbers: not one column
+    with pytest.raises(ValueError, match="units"), RunOutput(LocalStore(tmp_path / "store"), spec) as output:
+        output.add_lines(first)
+        output.add_lines(clash)
+        output.lines()
+    assert not list((tmp_path / "store").rglob("*.parquet"))  # nothing half-written reaches the store
