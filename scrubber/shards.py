@@ -85,11 +85,17 @@ def stringify(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _dictionary(s: pd.Series) -> pa.DictionaryArray:
+    """A text categorical as an Arrow dictionary array (its codes and categories, nothing decoded)."""
+    codes = s.cat.codes.to_numpy().astype(np.int32)
+    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), categories)
+
+
 def _text_from_categorical(s: pd.Series) -> pd.Series:
     """``s.astype("str")`` for text categories, done as one Arrow take (pandas goes through objects)."""
-    codes = s.cat.codes.to_numpy()
-    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
-    decoded = categories.take(pa.array(codes, mask=codes < 0))
+    coded = _dictionary(s)
+    decoded = coded.dictionary.take(coded.indices)
     return pd.Series(pd.array(decoded, dtype="str"), index=s.index, name=s.name)
 
 
@@ -131,10 +137,7 @@ def parquet_table(frame: pd.DataFrame) -> pa.Table:
         if name not in coded:
             arrays.append(table[name])
             continue
-        s = frame[name]
-        codes = s.cat.codes.to_numpy().astype(np.int32)
-        categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
-        arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), categories))
+        arrays.append(_dictionary(frame[name]))
         described[name] = {"name": name, "field_name": name, "pandas_type": "object", "numpy_type": "str",
                            "metadata": None}
     meta["columns"] = [described[name] for name in frame.columns]
