@@ -120,11 +120,12 @@ def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.Da
 class ReportWriter:
     """The report files of one run, each started as soon as what it needs is there.
 
-    The flag files (flags.parquet, flags.csv) and quarantine.csv start when the writer is made, from
-    the sorted flags alone: a run makes it while its last lines are still being encoded on another
-    thread. :meth:`finish` adds lines.parquet, exceptions.xlsx and report.html, waits for every file
-    and writes summary.json LAST. Files are built two at a time (Arrow, Parquet and deflate release
-    the GIL). Use as a context manager, so a run that fails in between stops the writers.
+    The flag files (flags.parquet, flags.csv), quarantine.csv and the flag sheets of exceptions.xlsx
+    start when the writer is made, from the sorted flags alone: a run makes it while its last lines
+    are still being encoded on another thread. :meth:`finish` gives the summary (the workbook's
+    Summary sheet waits for it), adds lines.parquet and report.html, waits for every file and writes
+    summary.json LAST. Files are built two at a time (Arrow, Parquet and deflate release the GIL).
+    Use as a context manager, so a run that fails in between stops the writers.
     """
 
     def __init__(self, store: Store, prefix: str, *, flags: pd.DataFrame, quarantine: pd.DataFrame | None,
@@ -138,8 +139,11 @@ class ReportWriter:
         self.quarantine = quarantine if quarantine is not None else pd.DataFrame()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="report")
         self._futures: list[Future] = []
+        self._summary: Future[dict] = Future()  # set by finish(); the workbook's Summary sheet waits on it
         flags, quarantine = self.flags, self.quarantine
         early: list[tuple[str, Callable[[str], None]]] = []
+        if "xlsx" in formats:
+            early.append(("exceptions.xlsx", self._data(lambda: build_exceptions_xlsx(flags, self._summary.result))))
         if "csv" in formats:
             early += [("flags.csv", self._csv_file(flags)),
                       ("quarantine.csv", self._data(lambda: _csv_bytes(quarantine) if len(quarantine.columns)
@@ -183,12 +187,11 @@ class ReportWriter:
         store, flags, quarantine = self.store, self.flags, self.quarantine
         summary = dict(summary)
         summary["files"] = self.names()
+        self._summary.set_result(summary)
         late: list[tuple[str, Callable[[str], None]]] = []
         if "parquet" in self.formats:
             late.append(("lines.parquet", (lambda key: store.upload_file(lines, key)) if isinstance(lines, Path)
                          else self._parquet(lines)))
-        if "xlsx" in self.formats:
-            late.append(("exceptions.xlsx", self._data(lambda: build_exceptions_xlsx(flags, summary))))
         if "html" in self.formats:
             late.append(("report.html", self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))))
         self._submit(late)
@@ -202,4 +205,6 @@ class ReportWriter:
         return self
 
     def __exit__(self, *_: object) -> None:
+        if not self._summary.done():  # the run stopped before its summary: the workbook must not wait
+            self._summary.set_exception(RuntimeError("the run stopped before its summary was made"))
         self._pool.shutdown(wait=True, cancel_futures=True)

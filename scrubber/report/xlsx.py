@@ -18,7 +18,7 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -230,6 +230,15 @@ class GridSheet:
     name: str
     rows: list[list[Any]]
     widths: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LaterSheet:
+    """A small sheet made only once the table sheets are laid out: the Summary, whose totals a run
+    knows after its last lines are written, while the Flags sheets need only the flags."""
+
+    name: str
+    make: Callable[[], GridSheet]
 
 
 def _encode_text(col: Column, sst: SharedStrings) -> pa.Array:
@@ -477,11 +486,12 @@ def sheet_name(text: str, taken: set[str]) -> str:
     return name
 
 
-def write_workbook(sheets: list[TableSheet | GridSheet], sst: SharedStrings | None = None) -> bytes:
+def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: SharedStrings | None = None) -> bytes:
     """The .xlsx bytes of the given sheets (in order). ``sst``: the table pre-encoded columns used.
 
     Table sheets are laid out and deflated on two threads (Arrow and deflate release the GIL); every
-    step that touches the shared-string table runs before, on the calling thread.
+    step that touches the shared-string table runs before, on the calling thread. A
+    :class:`LaterSheet` is made after the table sheets (its strings join the end of the table).
     """
     sst = sst if sst is not None else SharedStrings()
     taken: set[str] = set()
@@ -494,8 +504,14 @@ def write_workbook(sheets: list[TableSheet | GridSheet], sst: SharedStrings | No
         pieces, ref = _table_sheet_xml(plan) if plan is not None else (iter([grids[i]]), None)
         return (*_deflate_pieces(pieces), ref)
 
+    later = [i for i, sh in enumerate(sheets) if isinstance(sh, LaterSheet)]
+    now = [i for i in range(len(sheets)) if i not in later]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        built = list(pool.map(build, range(len(sheets))))
+        by_index = dict(zip(now, pool.map(build, now), strict=True))
+    for i in later:
+        grids[i] = _grid_sheet_xml(sheets[i].make(), sst)
+        by_index[i] = build(i)
+    built = [by_index[i] for i in range(len(sheets))]
     filters = [b[3] for b in built]
     sheet_entries = "".join(f'<sheet name="{escape(n, {chr(34): "&quot;"})}" sheetId="{i + 1}" r:id="rId{i + 1}"/>'
                             for i, n in enumerate(names))
@@ -720,17 +736,21 @@ def summary_sheet(summary: dict) -> GridSheet:
     return GridSheet("Summary", rows, widths=[44, 22, 16, 16])
 
 
-def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict) -> bytes:
+def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict]) -> bytes:
     """Summary sheet, Flags sheet (by $ at risk), one sheet per rule family present.
 
     Each flag column is encoded once; the family sheets take their rows from those encodings.
+    ``summary`` may be a callable giving it: it is then asked for only once the flag sheets are laid
+    out, so a run can start its workbook before its totals are known.
     """
     ordered = sort_flags(flags).reset_index(drop=True)
     sst = SharedStrings()
     columns = _flag_columns(ordered)
     for col in columns:
         encode_column(col, sst)
-    sheets: list[TableSheet | GridSheet] = [summary_sheet(summary), TableSheet("Flags", columns)]
+    first = (LaterSheet("Summary", lambda: summary_sheet(summary())) if callable(summary)
+             else summary_sheet(summary))
+    sheets: list[TableSheet | GridSheet | LaterSheet] = [first, TableSheet("Flags", columns)]
     if len(ordered) and "rule_family" in ordered.columns:
         fam_codes, fam_values = pd.factorize(ordered["rule_family"])
         families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))

@@ -237,6 +237,19 @@ def test_formats_can_be_chosen(tmp_path: Path) -> None:
                      formats=("pdf",))
 
 
+def test_a_run_that_stops_before_its_summary_leaves_no_summary_and_no_waiting_writer(tmp_path: Path) -> None:
+    """The flag files and workbook start before the run has its totals; a run that fails in between
+    must not hang on the workbook's Summary sheet, nor mark the report complete."""
+    from scrubber.report.writers import ReportWriter
+
+    flags, _, quarantine = _flags_and_lines()
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(KeyError, match="lost the lines"), ReportWriter(store, "out", flags=flags,
+                                                                      quarantine=quarantine):
+        raise KeyError("lost the lines")
+    assert not store.exists("out/summary.json") and not store.exists("out/exceptions.xlsx")
+
+
 def test_empty_run_still_writes_a_report(tmp_path: Path) -> None:
     flags, lines, _ = _flags_and_lines()
     store = LocalStore(tmp_path)
