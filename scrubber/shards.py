@@ -118,14 +118,28 @@ def _is_text_categorical(s: pd.Series) -> bool:
             and all(isinstance(v, str) for v in s.cat.categories))
 
 
+def _is_boolean_object(s: pd.Series) -> bool:
+    """True/False with gaps in an object column (pricing's NA indicators): text "True"/"False" in files."""
+    return s.dtype == object and pd.api.types.infer_dtype(s, skipna=True) == "boolean"
+
+
+def _boolean_dictionary(s: pd.Series) -> pa.DictionaryArray:
+    """A True/False/missing object column as the dictionary ["False", "True"] (what :func:`stringify`
+    writes for it), without a text value per row."""
+    values = s.to_numpy()
+    codes = np.where(pd.isna(values), -1, (values == True).astype(np.int32))  # noqa: E712 (object array)
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0),
+                                          pa.array(["False", "True"], type=pa.large_string()))
+
+
 def parquet_table(frame: pd.DataFrame) -> pa.Table:
     """``frame`` as Arrow for a Parquet file people read: the values of :func:`stringify`, but text
-    categoricals are handed over as dictionary arrays (codes and categories as they are) instead of
-    being decoded to a million strings first, and Parquet writes them dictionary-encoded as it would
+    categoricals (and True/False object columns) are handed over as dictionary arrays instead of
+    being turned into a million strings first, and Parquet writes them dictionary-encoded as it would
     anyway. The pandas metadata calls them text, so with ``store_schema=False`` (:class:`ParquetSink`)
     a reader gets plain text columns, the same as from a stringified frame.
     """
-    coded = [c for c in frame.columns if _is_text_categorical(frame[c])]
+    coded = [c for c in frame.columns if _is_text_categorical(frame[c]) or _is_boolean_object(frame[c])]
     rest = stringify(frame.drop(columns=coded)) if coded else stringify(frame)
     table = pa.Table.from_pandas(rest, preserve_index=False)
     if not coded:
@@ -137,7 +151,9 @@ def parquet_table(frame: pd.DataFrame) -> pa.Table:
         if name not in coded:
             arrays.append(table[name])
             continue
-        arrays.append(_dictionary(frame[name]))
+        column = frame[name]
+        categorical = isinstance(column.dtype, pd.CategoricalDtype)
+        arrays.append(_dictionary(column) if categorical else _boolean_dictionary(column))
         described[name] = {"name": name, "field_name": name, "pandas_type": "object", "numpy_type": "str",
                            "metadata": None}
     meta["columns"] = [described[name] for name in frame.columns]
