@@ -23,7 +23,6 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -37,6 +36,7 @@ from scrubber.shards import (
     SHARD_LINES,
     ParquetSink,
     ShardSpill,
+    SideJob,
     estimate_rows,
     parquet_table,
     shard_count,
@@ -312,8 +312,7 @@ class RunOutput:
         self.hold_lines = hold_lines
         self.held: list[pd.DataFrame] = []
         self.seconds = 0.0  # side-thread time spent writing lines out (not on the run's critical path)
-        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-output")
-        self._pending: Future | None = None
+        self._side = SideJob("run-output")
 
     def add(self, priced: pd.DataFrame, flags: pd.DataFrame) -> None:
         self.add_lines(priced)
@@ -321,11 +320,11 @@ class RunOutput:
 
     def add_lines(self, priced: pd.DataFrame) -> None:
         """Start writing a shard's priced lines (lines.parquet, history, totals); returns at once."""
-        self.wait()
+        self._side.wait()
         if self.hold_lines:
             self.held.append(priced)
         # a shallow copy: a column the caller adds later does not reach the writer half-way
-        self._pending = self._beside.submit(self._write_lines, priced.copy(deep=False))
+        self._side.submit(self._write_lines, priced.copy(deep=False))
 
     def _write_lines(self, priced: pd.DataFrame) -> None:
         t0 = time.perf_counter()
@@ -340,9 +339,7 @@ class RunOutput:
 
     def wait(self) -> None:
         """Until the lines given so far are written (raises what the writer raised)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+        self._side.wait()
 
     def flags(self) -> pd.DataFrame:
         """All flags as one frame (the parts are let go as they are joined: a 10M-line night has ~1.6M)."""
@@ -362,15 +359,10 @@ class RunOutput:
         self.history.close()
 
     def cleanup(self, *, raise_errors: bool = True) -> None:
-        """Stop the side thread and drop the temporary files; ``raise_errors=False`` when another error is
-        already on its way (that one says what went wrong first)."""
+        """Stop the side thread and drop the temporary files (see :meth:`SideJob.close`)."""
         try:
-            self.wait()
-        except Exception:
-            if raise_errors:
-                raise
+            self._side.close(raise_errors=raise_errors)
         finally:
-            self._beside.shutdown()
             self.lines_sink.close()
             self.history.abort()
             self._tmp.cleanup()

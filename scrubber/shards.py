@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -161,6 +161,36 @@ def parquet_table(frame: pd.DataFrame) -> pa.Table:
         {b"pandas": json.dumps(meta).encode()})
 
 
+class SideJob:
+    """One job at a time on a side thread: :meth:`submit` first waits for the previous job, so at most one
+    piece of work (one chunk, one shard) is in flight and memory stays bounded. :meth:`wait` raises
+    what the job raised."""
+
+    def __init__(self, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pending: Future | None = None
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for the last job and stop the thread; ``raise_errors=False`` when another error is already
+        on its way (that one says what went wrong first)."""
+        try:
+            self.wait()
+        except Exception:
+            if raise_errors:
+                raise
+        finally:
+            self._pool.shutdown()
+
+
 class TableFileSink:
     """Frames appended to one local file, so a result never has to be in memory whole.
 
@@ -270,18 +300,14 @@ class ShardSpill:
         self.n = shards
         self._tmp = tempfile.TemporaryDirectory(prefix="shards-", dir=workdir)
         self.sinks = [ArrowFileSink(Path(self._tmp.name) / f"shard-{k:04d}.arrow") for k in range(shards)]
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-spill")
-        self._pending: Future | None = None
+        self._side = SideJob("shard-spill")
 
     def add(self, lines: pd.DataFrame) -> None:
-        self.wait()
-        self._pending = self._writer.submit(self._split, lines)
+        self._side.submit(self._split, lines)
 
     def wait(self) -> None:
         """Until every chunk given is written (raises what writing raised)."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+        self._side.wait()
 
     def _split(self, lines: pd.DataFrame) -> None:
         shard_no = shard_of(lines["patient_id"], self.n)
@@ -311,15 +337,10 @@ class ShardSpill:
             yield table.to_pandas()
 
     def cleanup(self, *, raise_errors: bool = True) -> None:
-        """Stop the side thread and drop the temporary files; ``raise_errors=False`` when another error is
-        already on its way (that one says what went wrong first)."""
+        """Stop the side thread and drop the temporary files (see :meth:`SideJob.close`)."""
         try:
-            self.wait()
-        except Exception:
-            if raise_errors:
-                raise
+            self._side.close(raise_errors=raise_errors)
         finally:
-            self._writer.shutdown()
             for sink in self.sinks:
                 sink.close()
             self._tmp.cleanup()
