@@ -23,9 +23,9 @@ from scrubber.settings import Settings
 from scrubber.shards import ParquetSink, stringify
 
 
-def _gx_on_every_row(vf: pd.DataFrame) -> list[pd.DataFrame]:
-    """The suite on the whole validation frame, failures located by source_row."""
-    result = validate._gx_validation().run(batch_parameters={"dataframe": vf[validate.GX_COLUMNS]},
+def _gx_on_every_row(vf: validate._ValidationFrame) -> list[pd.DataFrame]:
+    """The suite on the whole validation frame (every row as a DataFrame), failures located by source_row."""
+    result = validate._gx_validation().run(batch_parameters={"dataframe": vf.to_frame()[validate.GX_COLUMNS]},
                                            result_format=validate._RESULT_FORMAT)
     out = []
     for r in result.results:
@@ -66,7 +66,7 @@ def _raw_claims(n: int, seed: int) -> pd.DataFrame:
 
 def test_gx_on_distinct_values_finds_the_same_failures_as_on_every_row():
     for n, seed in ((400, 1), (3_000, 2)):
-        vf = validate._validation_frame(_raw_claims(n, seed))
+        vf = validate._ValidationFrame(_raw_claims(n, seed))
         fast, slow = validate._gx_failures(vf, "claims.csv"), _gx_on_every_row(vf)
         assert len(fast) == len(slow) and len(fast) >= 10
         for a, b in zip(fast, slow, strict=True):
@@ -76,7 +76,7 @@ def test_gx_on_distinct_values_finds_the_same_failures_as_on_every_row():
 def test_gx_on_distinct_values_with_every_value_missing():
     frame = pd.DataFrame({c: [None] * 4 for c in validate.INPUT_COLUMNS})
     frame.insert(0, "source_row", np.arange(2, 6))
-    vf = validate._validation_frame(frame)
+    vf = validate._ValidationFrame(frame)
     fast, slow = validate._gx_failures(vf, "empty.csv"), _gx_on_every_row(vf)
     assert [len(f) for f in fast] == [4] * len(validate.REQUIRED)
     for a, b in zip(fast, slow, strict=True):

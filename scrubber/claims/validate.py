@@ -223,19 +223,19 @@ class _DistinctFrame:
     hold, so the result is the same as on the whole frame.
     """
 
-    def __init__(self, vf: pd.DataFrame | _ValidationFrame, not_null: set[str], value_checked: set[str]) -> None:
+    def __init__(self, vf: _ValidationFrame, not_null: set[str], value_checked: set[str]) -> None:
         self.codes: dict[str, np.ndarray] = {}       # per row: index of its distinct value, -1 = missing
         self.n_values: dict[str, int] = {}           # distinct present values; index n_values stands for missing
         self.row_value: dict[str, np.ndarray] = {}   # per reduced row: the value it holds (-1: padding)
         kept: dict[str, tuple[pd.Series, np.ndarray]] = {}
         for col in sorted(not_null | value_checked):
             if col in value_checked:
-                values, codes = _distinct(vf, col)
+                values, codes = vf.distinct(col)
             else:  # presence is all that is checked: one present value stands for all of them
-                missing = _is_missing(vf, col)
+                missing = vf.is_missing(col)
                 first = int(np.argmin(missing)) if len(missing) else 0
                 present = np.array([first] if len(missing) and not missing[first] else [], dtype=np.int64)
-                values = _text_at(vf, col, present).reset_index(drop=True)
+                values = vf.text_at(col, present).reset_index(drop=True)
                 codes = -missing.astype(np.int8) if len(present) else np.full(len(missing), -1, dtype=np.int8)
             n_values = len(values)
             held = np.arange(n_values + int(bool((codes < 0).any())))
@@ -266,27 +266,7 @@ class _DistinctFrame:
         return np.flatnonzero(failing[self.codes[column]])
 
 
-def _distinct(vf: pd.DataFrame | _ValidationFrame, col: str) -> tuple[pd.Series, np.ndarray]:
-    """(distinct present values, per-row index into them with -1 for missing) of one column."""
-    if isinstance(vf, _ValidationFrame):
-        return vf.distinct(col)
-    codes, uniq = pd.factorize(vf[col])
-    return pd.Series(uniq, dtype=vf[col].dtype), codes
-
-
-def _is_missing(vf: pd.DataFrame | _ValidationFrame, col: str) -> np.ndarray:
-    return vf.is_missing(col) if isinstance(vf, _ValidationFrame) else vf[col].isna().to_numpy()
-
-
-def _text_at(vf: pd.DataFrame | _ValidationFrame, col: str, positions: np.ndarray) -> pd.Series:
-    """A column's values at row ``positions`` (all missing for a column the frame does not have)."""
-    if isinstance(vf, _ValidationFrame):
-        return vf.text_at(col, positions)
-    return (vf[col].iloc[positions] if col in vf.columns
-            else pd.Series([None] * len(positions), dtype="str"))
-
-
-def _gx_failures(vf: pd.DataFrame | _ValidationFrame, source: str) -> list[pd.DataFrame]:
+def _gx_failures(vf: _ValidationFrame, source: str) -> list[pd.DataFrame]:
     """Run the suite on the validation frame's distinct values; one error frame per failed expectation."""
     specs = _expectation_specs()
     distinct = _DistinctFrame(vf, {kw["column"] for name, kw, _, _ in specs if name == "ExpectColumnValuesToNotBeNull"},
@@ -313,17 +293,17 @@ def _gx_failures(vf: pd.DataFrame | _ValidationFrame, source: str) -> list[pd.Da
 
 # --- building error records -------------------------------------------------------------------------
 
-def _errors_at(vf: pd.DataFrame | _ValidationFrame, positions: np.ndarray, fld: str,
+def _errors_at(vf: _ValidationFrame, positions: np.ndarray, fld: str,
                reason: str | np.ndarray) -> pd.DataFrame:
     """Error records for the rows at ``positions``: the reason quotes the offending value."""
-    values = pd.Series(_text_at(vf, fld, positions).astype("str").fillna("").to_numpy(), dtype="str")
+    values = pd.Series(vf.text_at(fld, positions).astype("str").fillna("").to_numpy(), dtype="str")
     text = pd.Series(np.broadcast_to(np.asarray(reason, dtype=object), (len(positions),)), dtype="str")
     full = (fld + " '" + values + "': " + text).where(values.ne(""), fld + ": " + text)
     return pd.DataFrame({"source_row": vf["source_row"].to_numpy()[positions], "field": fld,
                          "value": values.to_numpy(), "reason": full.to_numpy()})
 
 
-def _mask_errors(vf: pd.DataFrame | _ValidationFrame, mask: np.ndarray | pd.Series, fld: str,
+def _mask_errors(vf: _ValidationFrame, mask: np.ndarray | pd.Series, fld: str,
                  reason: str | pd.Series) -> pd.DataFrame | None:
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
@@ -751,12 +731,6 @@ def missing_required_columns(columns: list[str]) -> list[str]:
     return [c for c in REQUIRED if c not in columns]
 
 
-def _validation_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Trimmed, blank->NA text columns for every input column (absent optional ones all-NA), plus the
-    parsed numbers, as one DataFrame (validation itself keeps them as a :class:`_ValidationFrame`)."""
-    return _ValidationFrame(frame).to_frame()
-
-
 def _pair_counts(claim: pd.Series, line_number: pd.Series) -> np.ndarray:
     """Rows per (claim, line number) pair at each row; 0 where either is missing."""
     counts = np.zeros(len(claim), dtype=np.int64)
@@ -896,7 +870,7 @@ def _join_unique(values: Iterable[str]) -> str:
     return "; ".join(dict.fromkeys(values))
 
 
-def _quarantine_rows(table: RawTable, vf: pd.DataFrame | _ValidationFrame, is_bad: np.ndarray,
+def _quarantine_rows(table: RawTable, vf: _ValidationFrame, is_bad: np.ndarray,
                      errs: pd.DataFrame) -> pd.DataFrame:
     """One quarantine row per bad input row: every field and reason joined with '; ', plus the raw row."""
     if not is_bad.any():
@@ -911,8 +885,8 @@ def _quarantine_rows(table: RawTable, vf: pd.DataFrame | _ValidationFrame, is_ba
     out = pd.DataFrame({
         "source_file": table.name,
         "source_row": rows.astype(np.int64),
-        "claim_id": _text_at(vf, "claim_id", positions).fillna("").to_numpy(),
-        "line_number": _text_at(vf, "line_number", positions).fillna("").to_numpy(),
+        "claim_id": vf.text_at("claim_id", positions).fillna("").to_numpy(),
+        "line_number": vf.text_at("line_number", positions).fillna("").to_numpy(),
         "field": grouped["field"].to_numpy(),
         "value": grouped["value"].to_numpy(),
         "reason": grouped["reason"].to_numpy(),
