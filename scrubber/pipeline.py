@@ -271,8 +271,7 @@ def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: 
 
 
 def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, out_store: Store | None = None,
-                  out_prefix: str | None = None, settings: Settings | None = None,
-                  timings: dict | None = None) -> dict:
+                  out_prefix: str | None = None, timings: dict | None = None) -> dict:
     """Merge shard results (one at a time), write the report (summary.json last) and the run's history
     (replacing an earlier attempt's)."""
     intake_doc = json.loads(store.read_text(_work(spec, "intake.json")))
@@ -319,8 +318,8 @@ class RunOutput:
         self.add_flags(flags)
 
     def add_lines(self, priced: pd.DataFrame) -> None:
-        """Start writing a shard's priced lines (lines.parquet, history, totals); returns at once."""
-        self._side.wait()
+        """Start writing a shard's priced lines (lines.parquet, history, totals) once the previous shard's
+        are written; returns as soon as they are handed over."""
         if self.hold_lines:
             self.held.append(priced)
         # a shallow copy: a column the caller adds later does not reach the writer half-way

@@ -3,7 +3,7 @@
 Every check looks at one patient's lines at a time (same-day pairs, unit sums, frequency windows,
 duplicates), so a run can be cut by patient into shards that are scrubbed one after the other: memory
 follows the shard size, not the input size. Intake hands out lines in chunks of rows; each chunk is
-split by patient and appended to one local Parquet file per shard (:class:`ShardSpill`); the shards are
+split by patient and appended to one local Arrow file per shard (:class:`ShardSpill`); the shards are
 read back one at a time. A patient's lines always land in the same shard (a stable hash), whatever the
 chunk they came in.
 """
@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scrubber.claims.readers import sniff_format
+from scrubber.claims.readers import PARQUET_ERRORS, sniff_format
 
 #: lines per shard: a 1M-line night is one shard (scrubbed in memory), a 10M-line one eight
 SHARD_LINES = 1_250_000
@@ -47,7 +47,7 @@ def estimate_rows(named: Sequence[tuple[str, bytes]]) -> int:
             try:
                 total += pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
                 continue
-            except (pa.ArrowException, OSError, ValueError):
+            except PARQUET_ERRORS:
                 pass
         total += data.count(b"~") // 5 if fmt == "x12" else data.count(b"\n")
     return total

@@ -304,7 +304,7 @@ def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool =
 
 
 #: what pyarrow raises on a file that is not (valid) Parquet
-_PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
+PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
 
 
 def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], header: list[str], first_row: int,
@@ -320,7 +320,7 @@ def read_parquet(name: str, data: bytes, known_columns: set[str]) -> RawTable:
     """Parquet -> RawTable; source_row is the row index + 1."""
     try:
         table = pq.read_table(pa.BufferReader(data))
-    except _PARQUET_ERRORS as exc:
+    except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
     header = list(table.column_names)
     norm = _dedupe_names(name, normalise_header(header), known_columns)
@@ -372,7 +372,7 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
     try:
         reader = pq.ParquetFile(pa.BufferReader(data))
         n_rows = reader.metadata.num_rows
-    except _PARQUET_ERRORS as exc:
+    except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
     if n_rows <= chunk_rows:
         yield read_parquet(name, data, known_columns)
@@ -391,10 +391,10 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
                 batch = next(batches)
             except StopIteration:
                 break
-            except _PARQUET_ERRORS as exc:
+            except PARQUET_ERRORS as exc:
                 raise InputFileError(name, f"cannot read Parquet from row {start + 1} on: {exc}") from None
             yield _parquet_raw(name, [pa.chunked_array([c]) for c in batch.columns], norm, header, start + 1,
                                None if counts is None else counts[start:start + batch.num_rows])
             start += batch.num_rows
-    except _PARQUET_ERRORS as exc:
+    except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None

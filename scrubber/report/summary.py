@@ -109,11 +109,6 @@ def _releases_in(lines: pd.DataFrame) -> dict[str, set[str]]:
     return out
 
 
-def releases_used(lines: pd.DataFrame, extra: dict[str, Any] | None = None) -> dict[str, list[str]]:
-    """Reference releases that priced / checked the lines, by kind (plus whatever the caller adds)."""
-    return _merge_releases(_releases_in(lines), extra)
-
-
 @dataclass
 class LineTotals:
     """What the summary needs from the scrubbed lines, added up shard by shard (a 10M-line run never
