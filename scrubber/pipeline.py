@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from scrubber.report.summary import LineTotals
+from scrubber.runtime import batch_process
 from scrubber.settings import Settings
 from scrubber.shards import (
     SHARD_LINES,
@@ -231,8 +232,13 @@ def _work(spec: RunSpec, name: str) -> str:
     return f"{WORK_PREFIX}/{spec.run_id}/{name}"
 
 
-def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1) -> list[str]:
+def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1, settings: Settings | None = None) -> list[str]:
     """Read, validate and shard the run's inputs (chunk by chunk). Rewrites the same keys on retry."""
+    with batch_process((settings or Settings.from_env()).tune_process):
+        return _stage_intake(store, spec, shards)
+
+
+def _stage_intake(store: Store, spec: RunSpec, shards: int) -> list[str]:
     from scrubber.claims.intake import IntakeStream
 
     t0 = time.perf_counter()
@@ -258,7 +264,13 @@ def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1) -> list[str]:
 
 def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: Settings | None = None) -> str:
     """Price and check one shard; results under work/<run_id>/results/. Idempotent."""
-    engine = Engine(store, settings or Settings.from_env())
+    settings = settings or Settings.from_env()
+    with batch_process(settings.tune_process):
+        return _stage_scrub_shard(store, spec, shard_key, settings)
+
+
+def _stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, settings: Settings) -> str:
+    engine = Engine(store, settings)
     lines = store.read_parquet(shard_key)
     timings: dict = {}
     priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
@@ -271,9 +283,15 @@ def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: 
 
 
 def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, out_store: Store | None = None,
-                  out_prefix: str | None = None, timings: dict | None = None) -> dict:
+                  out_prefix: str | None = None, timings: dict | None = None, settings: Settings | None = None) -> dict:
     """Merge shard results (one at a time), write the report (summary.json last) and the run's history
     (replacing an earlier attempt's)."""
+    with batch_process((settings or Settings.from_env()).tune_process):
+        return _stage_publish(store, spec, shard_results, out_store, out_prefix, timings)
+
+
+def _stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], out_store: Store | None,
+                   out_prefix: str | None, timings: dict | None) -> dict:
     intake_doc = json.loads(store.read_text(_work(spec, "intake.json")))
     quarantine = store.read_parquet(_work(spec, "quarantine.parquet"))
     merged_timings: dict = dict(timings or {})
@@ -433,9 +451,16 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
     Up to ``shard_lines`` lines are scrubbed in memory as one shard; more are validated in chunks,
     spilled by patient into shards on local disk and scrubbed shard by shard.
     """
+    settings = settings or Settings.from_env()
+    with batch_process(settings.tune_process):
+        return _run_scrub(store, sources, run_date, run_id, out_dir, settings, progress, shard_lines)
+
+
+def _run_scrub(store: Store, sources: Sequence[Source], run_date: date, run_id: str | None,
+               out_dir: str | Path | None, settings: Settings, progress: Progress | None,
+               shard_lines: int) -> RunResult:
     from scrubber.claims.intake import CHUNK_ROWS, IntakeStream, empty_lines
 
-    settings = settings or Settings.from_env()
     say = progress or (lambda _msg: None)
     timings: dict = {}
     t0 = time.perf_counter()

@@ -33,6 +33,9 @@ class Settings:
     ptp_deletion_inclusive: bool = True
     #: NPIs of non-physician practitioners (NP/PA/CNS) billing under their own NPI: paid 85%.
     npp_npis: frozenset[str] = frozenset()
+    #: a run keeps freed memory for reuse and freezes imported objects out of the garbage collector
+    #: (scrubber.runtime); off leaves the process's allocator and collector as they are.
+    tune_process: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -44,6 +47,7 @@ class Settings:
             npp_npis=frozenset(filter(None, env.get("SCRUBBER_NPP_NPIS", "").replace(";", ",").split(","))),
             provider_key=env.get("SCRUBBER_PROVIDER_KEY", "rendering_npi"),
             ptp_deletion_inclusive=env.get("SCRUBBER_PTP_DELETION_INCLUSIVE", "1") not in ("0", "false", "no"),
+            tune_process=env.get("SCRUBBER_TUNE_PROCESS", "1") not in ("0", "false", "no"),
         )
         if env.get("SCRUBBER_RULES_DIR"):
             s.rules_dir = Path(env["SCRUBBER_RULES_DIR"])
