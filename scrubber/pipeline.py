@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from scrubber.report.summary import LineTotals
-from scrubber.runtime import batch_process
+from scrubber.runtime import batch_process, release_freed_memory
 from scrubber.settings import Settings
 from scrubber.shards import (
     SHARD_LINES,
@@ -480,6 +480,7 @@ def _run_scrub(store: Store, sources: Sequence[Source], run_date: date, run_id: 
             for chunk in stream:
                 spill.add(chunk)
             shards = spill.shards()
+            release_freed_memory()  # intake's buffers are done with; the shards allocate their own
         timings["intake"] = time.perf_counter() - t0
         say(f"loading reference data and rules ({stream.lines_out:,} lines)")
         engine = Engine(store, settings)
@@ -497,6 +498,8 @@ def _run_scrub(store: Store, sources: Sequence[Source], run_date: date, run_id: 
             if spill is not None:
                 spill.cleanup()
         say("writing the report")
+        if n_shards > 1:  # what the shards kept for reuse would add to the report's peak
+            release_freed_memory()
         out_store = LocalStore(out_dir) if out_dir is not None else None
         summary = _publish(store, spec, output, quarantine=stream.quarantine, input_rows=stream.input_rows,
                            files=stream.files, timings=timings, out_store=out_store, out_prefix="")

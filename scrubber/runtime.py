@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
 #: blocks up to this size come from the heap (reused) instead of their own mapping (zeroed each time);
 #: glibc's ceiling for the threshold on 64-bit systems. A column of 1.25M 8-byte values is 10 MB.
 MMAP_THRESHOLD = 32 * 1024 * 1024
@@ -37,11 +37,15 @@ MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 2**31 - 1
 #: the heap grows in steps of at least this much (fewer, larger requests to the kernel)
 TOP_PAD = 64 * 1024 * 1024
+#: heaps the allocator keeps for threads: each keeps its own freed memory, so more heaps hold more
+#: memory that one thread freed and another cannot reuse (the run has two busy threads at a time)
+ARENA_MAX = 2
 #: first-generation collection threshold during a run (Python's default is 700 allocations)
 GC_GEN0_THRESHOLD = 100_000
 
 _lock = threading.Lock()
 _allocator_done = False
+_libc: ctypes.CDLL | None = None
 _gc_depth = 0
 _gc_saved: tuple[int, ...] | None = None
 
@@ -50,7 +54,7 @@ def keep_freed_memory() -> bool:
     """Once per process: glibc keeps freed blocks up to :data:`MMAP_THRESHOLD` for reuse, and Arrow
     allocates through it (its mimalloc pool would return them to the kernel). Returns whether the
     allocator was changed (False off Linux/glibc, e.g. macOS or musl, where nothing is touched)."""
-    global _allocator_done
+    global _allocator_done, _libc
     with _lock:
         if _allocator_done:
             return True
@@ -62,14 +66,25 @@ def keep_freed_memory() -> bool:
         except (OSError, AttributeError):  # not glibc
             return False
         mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-                and mallopt(_M_TOP_PAD, TOP_PAD)):
+        if not all(mallopt(param, value) for param, value in (
+                (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD),
+                (_M_ARENA_MAX, ARENA_MAX))):
             return False
+        _libc = libc
         import pyarrow as pa
 
         pa.set_memory_pool(pa.system_memory_pool())
         _allocator_done = True
         return True
+
+
+def release_freed_memory() -> None:
+    """Hand the memory kept for reuse back to the kernel (glibc's malloc_trim): between the phases of a
+    big run, whose next phase allocates differently (the report after the shards), so what one phase
+    kept does not add to the next one's peak. Nothing to do where :func:`keep_freed_memory` did not
+    change the allocator."""
+    if _libc is not None:
+        _libc.malloc_trim(0)
 
 
 @contextmanager
