@@ -23,6 +23,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -172,28 +173,53 @@ def price_frame(engine: Engine, lines: pd.DataFrame, *, timings: dict | None = N
     return priced
 
 
+@dataclass
+class CheckInputs:
+    """What the checks read besides the priced lines: the patients' history and the NCCI tables of the
+    lines' dates (PTP cut down to the codes billed)."""
+
+    history: pd.DataFrame
+    ptp: pd.DataFrame
+    mue: pd.DataFrame
+    seconds: float = 0.0
+
+
+def load_check_inputs(engine: Engine, lines: pd.DataFrame, *, run_id: str,
+                      history: pd.DataFrame | None = None) -> CheckInputs:
+    """:class:`CheckInputs` for ``lines``. Only patient, date of service and code are read, so canonical
+    lines will do: a run loads these on a side thread while it prices the same lines (the reads are
+    Parquet decoding, which leaves Python's lock to the pricing)."""
+    t0 = time.perf_counter()
+    if history is None:
+        history = _read_history_for(engine, lines, run_id) if len(lines) else pd.DataFrame()
+    codes = set(lines["hcpcs"].unique())
+    if len(history):
+        codes |= set(history["hcpcs"].unique())
+    dates = pd.Series(lines["service_date"].unique())
+    ptp = engine.ref.tables("ptp", engine.ref.assign(dates, "ptp").unique(),
+                            codes_in=(("column_1", "column_2"), codes))
+    mue = engine.ref.tables("mue", engine.ref.assign(dates, "mue").unique())
+    return CheckInputs(history=history, ptp=ptp, mue=mue, seconds=time.perf_counter() - t0)
+
+
 def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
-                timings: dict | None = None) -> pd.DataFrame:
+                timings: dict | None = None, inputs: CheckInputs | None = None) -> pd.DataFrame:
     """Flags (with amount at risk) for priced lines; reads ``priced``, never changes it (the run writes
-    it out on another thread meanwhile)."""
+    it out on another thread meanwhile). ``inputs``: history and NCCI tables already loaded for these
+    lines (:func:`load_check_inputs`), else loaded here."""
     from scrubber.checks.context import CheckContext
     from scrubber.checks.engine import run_checks
     from scrubber.pricing import amount_at_risk
 
     timings = timings if timings is not None else {}
+    inputs = inputs or load_check_inputs(engine, priced, run_id=run_id, history=history)
     t0 = time.perf_counter()
-    if history is None:
-        history = _read_history_for(engine, priced, run_id) if len(priced) else pd.DataFrame()
-    codes = set(priced["hcpcs"].unique())
-    if len(history):
-        codes |= set(history["hcpcs"].unique())
-    ptp = engine.ref.tables("ptp", priced["ptp_release"].unique(), codes_in=(("column_1", "column_2"), codes))
-    mue = engine.ref.tables("mue", priced["mue_release"].unique())
-    pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())
-    timings["reference_and_history"] = timings.get("reference_and_history", 0.0) + time.perf_counter() - t0
+    pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())  # read by pricing already: cached
+    timings["reference_and_history"] = (timings.get("reference_and_history", 0.0) + inputs.seconds
+                                        + time.perf_counter() - t0)
 
-    ctx = CheckContext(lines=priced, history=history, pprrvu=pprrvu, ptp=ptp, mue=mue, rules=engine.rules,
-                       settings=engine.settings)
+    ctx = CheckContext(lines=priced, history=inputs.history, pprrvu=pprrvu, ptp=inputs.ptp, mue=inputs.mue,
+                       rules=engine.rules, settings=engine.settings)
     check_timings: dict = {}
     flags = run_checks(ctx, run_id=run_id, timings=check_timings)
     for k, v in check_timings.items():
@@ -484,17 +510,22 @@ def _run_scrub(store: Store, sources: Sequence[Source], run_date: date, run_id: 
         timings["intake"] = time.perf_counter() - t0
         say(f"loading reference data and rules ({stream.lines_out:,} lines)")
         engine = Engine(store, settings)
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-inputs")
         try:
             for k, lines in enumerate(shards):
                 say(f"scrubbing shard {k + 1}/{n_shards}" if n_shards > 1 else "scrubbing")
+                # history and NCCI tables are read on a side thread while the lines are priced
+                inputs = prefetch.submit(load_check_inputs, engine, lines, run_id=spec.run_id)
                 priced = price_frame(engine, lines, timings=timings)
                 del lines
                 output.add_lines(priced)  # written out on a side thread while the checks run
-                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings))
-                del priced
+                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings,
+                                             inputs=inputs.result()))
+                del priced, inputs
             if not output.flag_parts:  # every row quarantined: the report still has its columns
                 output.add(*scrub_frame(engine, empty_lines(), run_id=spec.run_id, timings=timings))
         finally:
+            prefetch.shutdown(wait=True, cancel_futures=True)
             if spill is not None:
                 spill.cleanup()
         say("writing the report")

@@ -53,6 +53,7 @@ class RawTable:
     line_counts: for a chunk of a bigger file, how many rows of the *whole file* carry each row's
         (claim_id, line_number) pair, so a line number repeated across chunks is still caught; None
         when the frame is the whole file (validation counts within it).
+    codes: see the field.
     """
 
     name: str
@@ -65,6 +66,9 @@ class RawTable:
     row_errors: pd.DataFrame | None = None
     raw_column: str | None = None
     line_counts: np.ndarray | None = None
+    #: columns the reader already had as distinct values (Parquet dictionaries): name -> (distinct text,
+    #: per row the index of its value, -1 missing), so validation does not hash them again
+    codes: dict[str, tuple[pa.Array, np.ndarray]] = field(default_factory=dict)
 
 
 def sniff_format(data: bytes) -> str:
@@ -273,6 +277,13 @@ def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool =
     each distinct value is turned into text once and taken to the rows (formatting a million floats
     costs far more); without it, every value is converted as it is.
     """
+    return _column_text_and_codes(col_name, arr, per_distinct=per_distinct)[0]
+
+
+def _column_text_and_codes(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool = True
+                           ) -> tuple[pd.Series, tuple[pa.Array, np.ndarray] | None]:
+    """:func:`_column_as_text`, plus (distinct text, per-row index with -1 for missing) when the column
+    was turned into text per distinct value and those texts are still distinct (else None)."""
     typ = arr.type
     if per_distinct and (pa.types.is_dictionary(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)
                          or pa.types.is_timestamp(typ) or pa.types.is_date(typ)):
@@ -284,7 +295,7 @@ def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool =
             text = pa.array(values.array)
             text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
             taken = pa.chunked_array([text.take(chunk.indices) for chunk in encoded.chunks], type=text.type)
-            return pd.Series(pd.array(taken, dtype="str"))
+            return pd.Series(pd.array(taken, dtype="str")), _distinct_codes(text, encoded)
     if pa.types.is_dictionary(typ):
         arr = arr.cast(typ.value_type)
         typ = arr.type
@@ -300,7 +311,17 @@ def _column_as_text(col_name: str, arr: pa.ChunkedArray, *, per_distinct: bool =
         width = _ZERO_PAD[col_name]
         digits = s.str.fullmatch(r"[0-9]+").fillna(False)
         s = s.where(~digits, s.str.zfill(width))
-    return s
+    return s, None
+
+
+def _distinct_codes(text: pa.Array, encoded: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray] | None:
+    """(text of each dictionary entry, per-row entry index) when the texts are distinct and present;
+    None otherwise (e.g. two floats that print alike), and validation encodes the text column itself."""
+    if text.null_count or pa.compute.count_distinct(text).as_py() != len(text):
+        return None
+    codes = [pa.compute.fill_null(chunk.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+             for chunk in encoded.chunks]
+    return text, codes[0] if len(codes) == 1 else np.concatenate(codes)
 
 
 #: what pyarrow raises on a file that is not (valid) Parquet
@@ -310,20 +331,39 @@ PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
 def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], header: list[str], first_row: int,
                  line_counts: np.ndarray | None = None) -> RawTable:
     """RawTable of Parquet rows ``first_row``.. (1-based source rows) from their typed columns."""
-    frame = pd.DataFrame({col: _column_as_text(col, arr) for col, arr in zip(norm, columns, strict=True)})
+    texts, codes = {}, {}
+    for col, arr in zip(norm, columns, strict=True):
+        texts[col], coded = _column_text_and_codes(col, arr)
+        if coded is not None:
+            codes[col] = coded
+    frame = pd.DataFrame(texts)
     frame["source_row"] = np.arange(first_row, first_row + len(frame), dtype=np.int64)
     return RawTable(name=name, format="parquet", frame=frame, columns=dict(zip(norm, header, strict=True)),
-                    line_counts=line_counts)
+                    line_counts=line_counts, codes=codes)
+
+
+#: text columns holding about one value per claim or patient: read as plain text (a dictionary of
+#: hundreds of thousands of entries costs more than it saves)
+_MOSTLY_DISTINCT = frozenset({"claim_id", "patient_id"})
+
+
+def _parquet_layout(name: str, schema: pa.Schema, known_columns: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """(header, normalised names, text columns to read as dictionaries: those that repeat values, whose
+    distinct values validation then checks once each without hashing a million strings)."""
+    header = list(schema.names)
+    norm = _dedupe_names(name, normalise_header(header), known_columns)
+    as_dictionary = [raw for raw, col, fld in zip(header, norm, schema, strict=True) if col not in _MOSTLY_DISTINCT
+                     and (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type))]
+    return header, norm, as_dictionary
 
 
 def read_parquet(name: str, data: bytes, known_columns: set[str]) -> RawTable:
     """Parquet -> RawTable; source_row is the row index + 1."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        header, norm, as_dictionary = _parquet_layout(name, pq.read_schema(pa.BufferReader(data)), known_columns)
+        table = pq.read_table(pa.BufferReader(data), read_dictionary=as_dictionary)
     except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
-    header = list(table.column_names)
-    norm = _dedupe_names(name, normalise_header(header), known_columns)
     return _parquet_raw(name, table.columns, norm, header, 1)
 
 
@@ -358,7 +398,8 @@ def iter_chunks(table: RawTable, chunk_rows: int) -> Iterator[RawTable]:
             chunk_errors = errors[in_chunk].reset_index(drop=True)
         yield replace(table, frame=frame.iloc[start:stop].reset_index(drop=True),
                       rejected=table.rejected if start == 0 else None, row_errors=chunk_errors,
-                      line_counts=None if counts is None else counts[start:stop])
+                      line_counts=None if counts is None else counts[start:stop],
+                      codes={col: (values, codes[start:stop]) for col, (values, codes) in table.codes.items()})
 
 
 def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_rows: int) -> Iterator[RawTable]:
@@ -377,24 +418,41 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
     if n_rows <= chunk_rows:
         yield read_parquet(name, data, known_columns)
         return
-    header = list(reader.schema_arrow.names)
-    norm = _dedupe_names(name, normalise_header(header), known_columns)
+    header, norm, as_dictionary = _parquet_layout(name, reader.schema_arrow, known_columns)
     try:
+        reader = pq.ParquetFile(pa.BufferReader(data), read_dictionary=as_dictionary)
         keys = {col: _column_as_text(col, reader.read(columns=[header[norm.index(col)]]).column(0))
                 for col in ("claim_id", "line_number") if col in norm}
         counts = _file_line_counts(keys)
         del keys
-        batches = reader.iter_batches(batch_size=chunk_rows)
         start = 0
-        while start < n_rows:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                break
-            except PARQUET_ERRORS as exc:
-                raise InputFileError(name, f"cannot read Parquet from row {start + 1} on: {exc}") from None
-            yield _parquet_raw(name, [pa.chunked_array([c]) for c in batch.columns], norm, header, start + 1,
-                               None if counts is None else counts[start:start + batch.num_rows])
-            start += batch.num_rows
+        for chunk in _whole_chunks(reader.iter_batches(batch_size=chunk_rows), chunk_rows, name):
+            yield _parquet_raw(name, chunk.columns, norm, header, start + 1,
+                               None if counts is None else counts[start:start + chunk.num_rows])
+            start += chunk.num_rows
     except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
+
+
+def _whole_chunks(batches: Iterator[pa.RecordBatch], chunk_rows: int, name: str) -> Iterator[pa.Table]:
+    """Record batches regrouped into tables of ``chunk_rows`` rows (the last one shorter). Columns read
+    as dictionaries come in shorter batches (one per dictionary page); each chunk costs validation a
+    fixed overhead, so they are joined back up."""
+    held: list[pa.RecordBatch] = []
+    rows = start = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        except PARQUET_ERRORS as exc:
+            raise InputFileError(name, f"cannot read Parquet from row {start + rows + 1} on: {exc}") from None
+        held.append(batch)
+        rows += batch.num_rows
+        while rows >= chunk_rows:
+            table = pa.Table.from_batches(held)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            held, rows, start = rest.to_batches(), rest.num_rows, start + chunk_rows
+    if rows:
+        yield pa.Table.from_batches(held)

@@ -430,6 +430,12 @@ class _Coded:
         return cls(values, codes[0] if len(codes) == 1 else np.concatenate(codes), source)
 
     @classmethod
+    def of_codes(cls, values: pa.Array, codes: np.ndarray, column: pd.Series) -> _Coded:
+        """A text column whose distinct values and codes are already known (read as a dictionary)."""
+        source = pd.Series(column.array) if column.dtype == "str" else None
+        return cls(values.cast(pa.large_string()), codes.astype(np.int32, copy=False), source)
+
+    @classmethod
     def missing(cls, n: int) -> _Coded:
         """A column without any value (an optional column the file does not have)."""
         return cls(pa.array([], pa.large_string()), np.full(n, -1, dtype=np.int32))
@@ -493,8 +499,10 @@ class _ValidationFrame:
     pandas Series, built on first use, so the columns only needed at a few error rows are never built.
     """
 
-    def __init__(self, frame: pd.DataFrame) -> None:
+    def __init__(self, frame: pd.DataFrame, codes: dict[str, tuple[pa.Array, np.ndarray]] | None = None) -> None:
+        """``codes``: columns the reader already has as distinct values (:attr:`RawTable.codes`)."""
         n = len(frame)
+        codes = codes or {}
         self._length = n
         self._built: dict[str, pd.Series] = {"source_row": pd.Series(frame["source_row"].to_numpy(dtype=np.int64))}
         self.coded: dict[str, _Coded] = {}
@@ -502,8 +510,11 @@ class _ValidationFrame:
             present = col in frame.columns
             if col in _PLAIN_COLUMNS:
                 self._built[col] = _blank_to_na(frame[col]).reset_index(drop=True) if present else _na_text(n)
+            elif not present:
+                self.coded[col] = _Coded.missing(n)
             else:
-                self.coded[col] = _Coded.encode(frame[col]).map(_blank_to_na) if present else _Coded.missing(n)
+                coded = _Coded.encode(frame[col]) if col not in codes else _Coded.of_codes(*codes[col], frame[col])
+                self.coded[col] = coded.map(_blank_to_na)
         self.coded["hcpcs"] = self.coded["hcpcs"].map(lambda v: v.str.upper())
         charge = self.coded["charge_amount"]
         if charge.series().str.contains(r"[$,]", regex=True).fillna(False).any():
@@ -760,7 +771,7 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
     columns first (:func:`missing_required_columns`).
     """
     frame = table.frame
-    vf = _ValidationFrame(frame)
+    vf = _ValidationFrame(frame, table.codes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as side:
         # GX is mostly Python and the checks below mostly Arrow/numpy: the suite runs on a side thread
         gx = side.submit(_gx_failures, vf, table.name) if len(vf) else None
