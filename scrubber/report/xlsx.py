@@ -379,19 +379,22 @@ def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], st
 def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
     """The <row> elements of data rows [start, stop) (0-based; sheet rows start at 2), as one buffer.
 
-    Adjacent constant pieces are merged before the join: the join's cost is per piece and row, and
-    there are ~5 pieces per cell.
+    Each row carries its number; its cells do not carry their reference (``r="B7"``, optional in
+    ECMA-376 18.3.1.4: a cell without one is the next column), and an empty cell is written as ``<c/>``
+    so the cells after it keep their column. The references were 60% of the deflated workbook (row
+    numbers compress badly) and a third of its CPU time. Adjacent constant pieces are merged before the
+    join: the join's cost is per piece and row.
     """
     row_numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2, dtype=np.int64)), pa.string())
     parts: list[Any] = ['<row r="', row_numbers, '">']
-    for i, c in enumerate(columns):
+    for c in columns:
         style = _KIND_STYLE.get(c.kind, S_DEFAULT)
         s_attr = f' s="{style}"' if style else ""
         t_attr = ' t="s"' if c.kind in ("text", "wrap") else ""
         payload = pc.cast(c.payload.slice(start, stop - start), pa.string())
-        cell = [f'<c r="{col_letter(i)}', row_numbers, f'"{s_attr}{t_attr}><v>', payload, "</v></c>"]
-        if payload.null_count:        # empty cells are left out: lay this column out on its own
-            parts.append(pc.fill_null(pc.binary_join_element_wise(*cell, ""), ""))
+        cell = [f"<c{s_attr}{t_attr}><v>", payload, "</v></c>"]
+        if payload.null_count:        # an empty cell holds its place: laid out on its own, "<c/>" where empty
+            parts.append(pc.fill_null(pc.binary_join_element_wise(*cell, ""), "<c/>"))
         else:
             parts.extend(cell)
     parts.append("</row>")

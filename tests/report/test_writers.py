@@ -183,6 +183,38 @@ def test_formula_injection_is_inert_in_csv_and_xlsx(report: tuple[LocalStore, li
     assert ws.cell(row=2, column=1).data_type == "n"              # numbers stay numbers
 
 
+def _as_text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed")
+def test_workbook_reads_the_same_in_libreoffice(report: tuple[LocalStore, list[str], dict], tmp_path: Path) -> None:
+    """Data cells carry no cell reference (each is the next column; an empty one is ``<c/>``): a real
+    spreadsheet application puts every value in the column openpyxl does, gaps included."""
+    store, _, _ = report
+    path = store.local_path(PREFIX + "exceptions.xlsx")
+    with zipfile.ZipFile(path) as zf:
+        sheet = zf.read("xl/worksheets/sheet2.xml").decode()
+    assert '<row r="2">' in sheet and ' r="A2"' not in sheet and "<c/>" in sheet
+    subprocess.run(["soffice", "--headless", f"-env:UserInstallation=file://{tmp_path}/profile", "--convert-to",
+                    "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
+                    "--outdir", str(tmp_path), str(path)], check=True, timeout=300, capture_output=True)
+    book = openpyxl.load_workbook(path)
+    for name in ("Flags", "units"):
+        with open(tmp_path / f"exceptions-{name}.csv", encoding="utf-8", newline="") as f:
+            seen = list(csv.reader(f))
+        ws = book[name]
+        header = [c.value for c in ws[1]]
+        assert seen[0] == header and len(seen) == ws.max_row
+        text_columns = [i for i, h in enumerate(header)
+                        if h in ("Severity", "Rule", "What is wrong", "Claim", "Patient", "Modifiers", "Related claim",
+                                 "Expected CARC", "Source file")]
+        for r, row in enumerate(ws.iter_rows(min_row=2, values_only=True), start=1):
+            assert [seen[r][i] for i in text_columns] == [_as_text(row[i]) for i in text_columns]
+        related = header.index("Related claim")
+        assert {row[related] for row in seen[1:]} >= {"", "C1"} or name == "units"   # gaps keep their place
+
+
 def test_neutralise_keeps_plain_numbers() -> None:
     assert report_xlsx.neutralise_text(["-5", "+1.5", "-2+3", "=1", "\t=1", "@x", "abc", "1e5"]) == \
         ["-5", "+1.5", "'-2+3", "'=1", "'\t=1", "'@x", "abc", "1e5"]
