@@ -85,11 +85,14 @@ def stringify(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+#: one dictionary type for every text categorical, whatever its number of categories (pandas picks int8 or
+#: int16 codes by size: shards of one file must agree)
+_TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.large_string())
+
+
 def _dictionary(s: pd.Series) -> pa.DictionaryArray:
     """A text categorical as an Arrow dictionary array (its codes and categories, nothing decoded)."""
-    codes = s.cat.codes.to_numpy().astype(np.int32)
-    categories = pa.array(np.asarray(s.cat.categories, dtype=object), type=pa.large_string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), categories)
+    return pa.array(s).cast(_TEXT_DICTIONARY)
 
 
 def _text_from_categorical(s: pd.Series) -> pd.Series:
@@ -126,10 +129,8 @@ def _is_boolean_object(s: pd.Series) -> bool:
 def _boolean_dictionary(s: pd.Series) -> pa.DictionaryArray:
     """A True/False/missing object column as the dictionary ["False", "True"] (what :func:`stringify`
     writes for it), without a text value per row."""
-    values = s.to_numpy()
-    codes = np.where(pd.isna(values), -1, (values == True).astype(np.int32))  # noqa: E712 (object array)
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=codes < 0),
-                                          pa.array(["False", "True"], type=pa.large_string()))
+    flags = pa.array(s.to_numpy(), type=pa.bool_(), from_pandas=True)   # None / NaN -> null
+    return pa.DictionaryArray.from_arrays(flags.cast(pa.int32()), pa.array(["False", "True"], type=pa.large_string()))
 
 
 def parquet_table(frame: pd.DataFrame) -> pa.Table:

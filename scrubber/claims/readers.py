@@ -22,6 +22,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -332,8 +333,11 @@ def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], hea
                  line_counts: np.ndarray | None = None) -> RawTable:
     """RawTable of Parquet rows ``first_row``.. (1-based source rows) from their typed columns."""
     texts, codes = {}, {}
-    for col, arr in zip(norm, columns, strict=True):
-        texts[col], coded = _column_text_and_codes(col, arr)
+    # two at a time: Arrow's kernels leave Python's lock, and validation waits for this chunk
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="parquet-text") as pool:
+        converted = list(pool.map(_column_text_and_codes, norm, columns))
+    for col, (text, coded) in zip(norm, converted, strict=True):
+        texts[col] = text
         if coded is not None:
             codes[col] = coded
     frame = pd.DataFrame(texts)
