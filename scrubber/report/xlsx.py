@@ -407,8 +407,15 @@ def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
     return _buffer(pc.binary_join_element_wise(*merged, ""))
 
 
-def _grid_sheet_xml(sheet: GridSheet, sst: SharedStrings) -> bytes:
-    """Small sheets: written cell by cell (a few hundred cells)."""
+def _inline_text(text: str) -> str:
+    """A cell's text as an inline string: illegal XML characters dropped, cut at Excel's limit, escaped."""
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]", "", text)[:EXCEL_MAX_CELL_CHARS]
+    return f'<is><t xml:space="preserve">{escape(text)}</t></is>'
+
+
+def _grid_sheet_xml(sheet: GridSheet) -> bytes:
+    """Small sheets: written cell by cell (a few hundred cells), text as inline strings, so a sheet made
+    after the shared-string table is written (the Summary) adds nothing to it."""
     parts = []
     for r, row in enumerate(sheet.rows, start=1):
         cells = []
@@ -429,7 +436,7 @@ def _grid_sheet_xml(sheet: GridSheet, sst: SharedStrings) -> bytes:
                 cells.append(f'<c r="{ref}"{s_attr}><v>{float(value)!r}</v></c>')
             else:
                 text = neutralise_text([_format_scalar(value)])[0]
-                cells.append(f'<c r="{ref}"{s_attr} t="s"><v>{sst.index_of(text)}</v></c>')
+                cells.append(f'<c r="{ref}"{s_attr} t="inlineStr">{_inline_text(text)}</c>')
         parts.append(f'<row r="{r}">{"".join(cells)}</row>')
     cols = "".join(f'<col min="{i + 1}" max="{i + 1}" width="{w:.1f}" customWidth="1"/>'
                    for i, w in enumerate(sheet.widths))
@@ -492,15 +499,15 @@ def sheet_name(text: str, taken: set[str]) -> str:
 def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: SharedStrings | None = None) -> bytes:
     """The .xlsx bytes of the given sheets (in order). ``sst``: the table pre-encoded columns used.
 
-    Table sheets are laid out and deflated on two threads (Arrow and deflate release the GIL); every
-    step that touches the shared-string table runs before, on the calling thread. A
-    :class:`LaterSheet` is made after the table sheets (its strings join the end of the table).
+    Table sheets and the shared-string table are laid out and deflated on two threads (Arrow and
+    deflate release the GIL); every step that adds to the shared-string table runs before, on the
+    calling thread. A :class:`LaterSheet` is made after the table sheets (its text is inline).
     """
     sst = sst if sst is not None else SharedStrings()
     taken: set[str] = set()
     names = [sheet_name(sheet.name, taken) for sheet in sheets]
     plans = [_plan_table(sh, sst) if isinstance(sh, TableSheet) else None for sh in sheets]
-    grids = {i: _grid_sheet_xml(sh, sst) for i, sh in enumerate(sheets) if isinstance(sh, GridSheet)}
+    grids = {i: _grid_sheet_xml(sh) for i, sh in enumerate(sheets) if isinstance(sh, GridSheet)}
 
     def build(i: int) -> tuple[list[bytes], int, int, str | None]:
         plan = plans[i]
@@ -510,9 +517,11 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
     later = [i for i, sh in enumerate(sheets) if isinstance(sh, LaterSheet)]
     now = [i for i in range(len(sheets)) if i not in later]
     with ThreadPoolExecutor(max_workers=2) as pool:
+        shared = pool.submit(lambda: _deflate_pieces(sst.pieces()))  # complete: later sheets add nothing
         by_index = dict(zip(now, pool.map(build, now), strict=True))
+        shared_strings = shared.result()
     for i in later:
-        grids[i] = _grid_sheet_xml(sheets[i].make(), sst)
+        grids[i] = _grid_sheet_xml(sheets[i].make())
         by_index[i] = build(i)
     built = [by_index[i] for i in range(len(sheets))]
     filters = [b[3] for b in built]
@@ -571,7 +580,7 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
         members.append((name, *_deflate_pieces([raw])))
     for i, (data, crc, size, _) in enumerate(built):
         members.append((f"xl/worksheets/sheet{i + 1}.xml", data, crc, size))
-    members.append(("xl/sharedStrings.xml", *_deflate_pieces(sst.pieces())))
+    members.append(("xl/sharedStrings.xml", *shared_strings))
     return _zip(members)
 
 

@@ -213,6 +213,11 @@ def test_workbook_reads_the_same_in_libreoffice(report: tuple[LocalStore, list[s
             assert [seen[r][i] for i in text_columns] == [_as_text(row[i]) for i in text_columns]
         related = header.index("Related claim")
         assert {row[related] for row in seen[1:]} >= {"", "C1"} or name == "units"   # gaps keep their place
+    with open(tmp_path / "exceptions-Summary.csv", encoding="utf-8", newline="") as f:
+        summary = list(csv.reader(f))   # its text is inline (not in the shared-string table)
+    texts = [(r, c, v) for r, row in enumerate(book["Summary"].iter_rows(values_only=True))
+             for c, v in enumerate(row) if isinstance(v, str)]
+    assert len(texts) > 20 and all(summary[r][c] == v for r, c, v in texts)
 
 
 def test_neutralise_keeps_plain_numbers() -> None:
