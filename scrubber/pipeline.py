@@ -17,6 +17,7 @@ before the next is read; only the flags of the run are kept to the end (the repo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -53,6 +55,7 @@ LINES_STATISTICS = ("line_uid", "claim_id", "line_number", "patient_id", "servic
 #: every code's history is read this far back (global periods reach 90 days; same-day edits need the day)
 HISTORY_ALL_CODES_DAYS = 120
 
+_T = TypeVar("_T")
 Source = str | Path | tuple[str, bytes]
 Progress = Callable[[str], None]
 
@@ -258,13 +261,20 @@ def _work(spec: RunSpec, name: str) -> str:
     return f"{WORK_PREFIX}/{spec.run_id}/{name}"
 
 
+def _tuned(stage: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a stage with the process tuned for a batch run (:mod:`scrubber.runtime`), as its ``settings``
+    keyword (default: from the environment) says."""
+    @functools.wraps(stage)
+    def run(*args: Any, settings: Settings | None = None, **kwargs: Any) -> _T:
+        settings = settings or Settings.from_env()
+        with batch_process(settings.tune_process):
+            return stage(*args, settings=settings, **kwargs)
+    return run
+
+
+@_tuned
 def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1, settings: Settings | None = None) -> list[str]:
     """Read, validate and shard the run's inputs (chunk by chunk). Rewrites the same keys on retry."""
-    with batch_process((settings or Settings.from_env()).tune_process):
-        return _stage_intake(store, spec, shards)
-
-
-def _stage_intake(store: Store, spec: RunSpec, shards: int) -> list[str]:
     from scrubber.claims.intake import IntakeStream
 
     t0 = time.perf_counter()
@@ -288,15 +298,10 @@ def _stage_intake(store: Store, spec: RunSpec, shards: int) -> list[str]:
     return keys
 
 
+@_tuned
 def stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, *, settings: Settings | None = None) -> str:
     """Price and check one shard; results under work/<run_id>/results/. Idempotent."""
-    settings = settings or Settings.from_env()
-    with batch_process(settings.tune_process):
-        return _stage_scrub_shard(store, spec, shard_key, settings)
-
-
-def _stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, settings: Settings) -> str:
-    engine = Engine(store, settings)
+    engine = Engine(store, settings or Settings.from_env())
     lines = store.read_parquet(shard_key)
     timings: dict = {}
     priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings)
@@ -308,16 +313,11 @@ def _stage_scrub_shard(store: Store, spec: RunSpec, shard_key: str, settings: Se
     return prefix
 
 
+@_tuned
 def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, out_store: Store | None = None,
                   out_prefix: str | None = None, timings: dict | None = None, settings: Settings | None = None) -> dict:
     """Merge shard results (one at a time), write the report (summary.json last) and the run's history
     (replacing an earlier attempt's)."""
-    with batch_process((settings or Settings.from_env()).tune_process):
-        return _stage_publish(store, spec, shard_results, out_store, out_prefix, timings)
-
-
-def _stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], out_store: Store | None,
-                   out_prefix: str | None, timings: dict | None) -> dict:
     intake_doc = json.loads(store.read_text(_work(spec, "intake.json")))
     quarantine = store.read_parquet(_work(spec, "quarantine.parquet"))
     merged_timings: dict = dict(timings or {})
@@ -469,24 +469,19 @@ def _location(store: Store, prefix: str) -> str:
     return f"{base}/{prefix}".rstrip("/")
 
 
+@_tuned
 def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id: str | None = None,
               out_dir: str | Path | None = None, settings: Settings | None = None,
               progress: Progress | None = None, shard_lines: int = SHARD_LINES) -> RunResult:
     """The whole run in one process (command line, demo, tests).
 
     Up to ``shard_lines`` lines are scrubbed in memory as one shard; more are validated in chunks,
-    spilled by patient into shards on local disk and scrubbed shard by shard.
+    spilled by patient into shards on local disk and scrubbed shard by shard. The process is tuned for
+    the run (:mod:`scrubber.runtime`) unless ``settings.tune_process`` is off.
     """
-    settings = settings or Settings.from_env()
-    with batch_process(settings.tune_process):
-        return _run_scrub(store, sources, run_date, run_id, out_dir, settings, progress, shard_lines)
-
-
-def _run_scrub(store: Store, sources: Sequence[Source], run_date: date, run_id: str | None,
-               out_dir: str | Path | None, settings: Settings, progress: Progress | None,
-               shard_lines: int) -> RunResult:
     from scrubber.claims.intake import CHUNK_ROWS, IntakeStream, empty_lines
 
+    settings = settings or Settings.from_env()
     say = progress or (lambda _msg: None)
     timings: dict = {}
     t0 = time.perf_counter()

@@ -20,9 +20,9 @@ def test_collector_settings_are_restored_after_nested_runs() -> None:
         assert frozen > 0  # the objects of the imported libraries
         assert gc.get_threshold()[0] >= runtime.GC_GEN0_THRESHOLD
         with runtime.quiet_collector():  # a run inside a task: the outer block's settings hold
-            assert gc.get_freeze_count() >= frozen
+            assert gc.get_freeze_count() > 0
         assert gc.get_threshold()[0] >= runtime.GC_GEN0_THRESHOLD
-        assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() > 0  # the inner block did not unfreeze (frozen objects may be freed)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0  # collectable again
 
