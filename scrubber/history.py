@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from scrubber.schemas import parquet_dictionary_columns
 from scrubber.store import Store
 
 HISTORY_PREFIX = "history/"
@@ -59,7 +60,7 @@ HISTORY_COLUMNS: list[str] = HISTORY_SCHEMA.names
 #: dictionary for the one-value-per-line ids; each costs encoding time and buys nothing there
 _WRITE_OPTIONS = {
     "write_statistics": ["service_date", "patient_id", "hcpcs"],
-    "use_dictionary": [c for c in HISTORY_COLUMNS if c not in ("line_uid", "claim_id")],
+    "use_dictionary": parquet_dictionary_columns(HISTORY_COLUMNS),
 }
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -89,3 +89,15 @@ CHECK_RESULT_COLUMNS: list[str] = ["line_uid", "rule_id", "related_line_uid", "d
 RULE_FAMILIES: tuple[str, ...] = ("units", "bundling", "frequency", "modifier25", "place_of_service",
                                   "code_status", "duplicate")
 SEVERITIES: tuple[str, ...] = ("deny", "review", "info")
+
+
+#: columns holding about one value per line, claim or patient. Parquet files get no dictionary for them
+#: (hashing a million near-unique values costs encoding time, and the dictionary makes the file bigger),
+#: and claim files are read with them as plain text.
+MOSTLY_DISTINCT_COLUMNS: frozenset[str] = frozenset({
+    "line_uid", "source_row", "claim_id", "patient_id", "related_line_uid", "related_claim_id"})
+
+
+def parquet_dictionary_columns(names: list[str]) -> list[str]:
+    """The columns of a Parquet file to dictionary-encode: all but :data:`MOSTLY_DISTINCT_COLUMNS`."""
+    return [name for name in names if name not in MOSTLY_DISTINCT_COLUMNS]

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scrubber.claims.readers import PARQUET_ERRORS, sniff_format
+from scrubber.schemas import parquet_dictionary_columns
 
 #: lines per shard: a 1M-line night is one shard (scrubbed in memory), a 10M-line one eight
 SHARD_LINES = 1_250_000
@@ -271,7 +272,7 @@ class ParquetSink(TableFileSink):
         stats: bool | list[str] = True if self.statistics is None else [
             c for c in self.statistics if c in schema.names]
         writer = pq.ParquetWriter(self.path, schema, compression="zstd", store_schema=False,
-                                  write_statistics=stats)
+                                  write_statistics=stats, use_dictionary=parquet_dictionary_columns(schema.names))
         if schema.metadata and b"pandas" in schema.metadata:  # store_schema=False writes no metadata itself
             writer.add_key_value_metadata({b"pandas": schema.metadata[b"pandas"]})
         return writer

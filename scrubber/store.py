@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scrubber.schemas import parquet_dictionary_columns
+
 
 class Store(ABC):
     """Minimal object-store API the library needs; implementations must publish atomically."""
@@ -68,7 +70,8 @@ class Store(ABC):
             table = pa.Table.from_pandas(table, preserve_index=False)
         with tempfile.TemporaryDirectory(prefix="parquet-") as tmp:
             path = Path(tmp) / "part.parquet"
-            pq.write_table(table, path, compression="zstd")
+            pq.write_table(table, path, compression="zstd",
+                           use_dictionary=parquet_dictionary_columns(table.column_names))
             self.upload_file(path, key)
 
     def read_parquet_table(self, key: str, columns: list[str] | None = None,

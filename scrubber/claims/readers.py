@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from scrubber.claims.validate import claim_line_counts
 from scrubber.errors import InputFileError
+from scrubber.schemas import MOSTLY_DISTINCT_COLUMNS
 
 PARQUET_MAGIC = b"PAR1"
 _X12_BARE_ENVELOPE = re.compile(rb"^\s*(GS|ST)\*")
@@ -346,17 +347,14 @@ def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], hea
                     line_counts=line_counts, codes=codes)
 
 
-#: text columns holding about one value per claim or patient: read as plain text (a dictionary of
-#: hundreds of thousands of entries costs more than it saves)
-_MOSTLY_DISTINCT = frozenset({"claim_id", "patient_id"})
-
-
 def _parquet_layout(name: str, schema: pa.Schema, known_columns: set[str]) -> tuple[list[str], list[str], list[str]]:
     """(header, normalised names, text columns to read as dictionaries: those that repeat values, whose
-    distinct values validation then checks once each without hashing a million strings)."""
+    distinct values validation then checks once each without hashing a million strings; claim and
+    patient ids are read as text, a dictionary of hundreds of thousands of entries costs more)."""
     header = list(schema.names)
     norm = _dedupe_names(name, normalise_header(header), known_columns)
-    as_dictionary = [raw for raw, col, fld in zip(header, norm, schema, strict=True) if col not in _MOSTLY_DISTINCT
+    as_dictionary = [raw for raw, col, fld in zip(header, norm, schema, strict=True)
+                     if col not in MOSTLY_DISTINCT_COLUMNS
                      and (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type))]
     return header, norm, as_dictionary
 
