@@ -10,7 +10,9 @@
 - shards.ParquetSink: text categoricals are written as Parquet dictionaries without being decoded; the
   file reads back as the stringified frame written the plain way;
 - Parquet claim files: repeating text columns are read as dictionaries and validated through their
-  codes; the same rows validated from their text give the same lines and quarantine.
+  codes; the same rows validated from their text give the same lines and quarantine;
+- shards: the shard is hashed once per distinct patient (the same numbers as per line), and the
+  compressed spill files give back every line once, with its types.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pyarrow.parquet as pq
 
 from scrubber.checks import place_of_service
 from scrubber.claims import readers, validate
+from scrubber.claims.intake import intake
 from scrubber.rules import RuleBook
 from scrubber.settings import Settings
-from scrubber.shards import ParquetSink, stringify
+from scrubber.shards import ParquetSink, ShardSpill, shard_of, stringify
 
 
 def _gx_on_every_row(vf: validate._ValidationFrame) -> list[pd.DataFrame]:
@@ -203,3 +206,34 @@ def test_parquet_dictionaries_validate_like_their_text():
             for a, b in zip(with_codes, from_text, strict=True):
                 pd.testing.assert_frame_equal(a, b)
             assert len(with_codes[1])   # the bad values of _raw_claims are quarantined both ways
+
+
+def test_shard_of_hashes_each_patient_once_and_agrees_with_the_per_line_hash():
+    """Shards are chosen per distinct patient: the same numbers as hashing every line, for text, object
+    (with gaps) and number ids, and the same patient gets the same shard in any chunk."""
+    ids = pd.Series([f"P{i % 997}" for i in range(5_000)], dtype="str")
+    for patients in (ids, ids.astype(object), pd.Series(["a", None, "b", np.nan, "a"], dtype=object),
+                     pd.Series([7, 8, 7])):
+        per_line = pd.util.hash_pandas_object(patients.astype(str), index=False).to_numpy() % np.uint64(8)
+        assert np.array_equal(shard_of(patients, 8), per_line.astype(np.int64))
+    whole = dict(zip(ids, shard_of(ids, 8), strict=True))
+    part = ids.iloc[3_000:].reset_index(drop=True)
+    assert all(whole[p] == k for p, k in zip(part, shard_of(part, 8), strict=True))
+    assert set(shard_of(ids, 8)) == set(range(8))
+
+
+def test_shard_spill_gives_back_every_line_once_with_its_types(tmp_path):
+    """The compressed spill files read back as the lines given, each patient whole in one shard."""
+    csv = _raw_claims(3_000, seed=3).drop(columns="source_row").to_csv(index=False).encode()
+    lines = intake([("c.csv", csv)]).lines   # canonical lines, the bad rows quarantined
+    assert len(lines) > 1_000
+    with ShardSpill(3, workdir=tmp_path) as spill:
+        for start in range(0, len(lines), 400):   # chunks: a patient's lines arrive in several
+            spill.add(lines.iloc[start:start + 400].reset_index(drop=True))
+        shards = list(spill.shards())
+    assert len(shards) == 3
+    owners = pd.concat([s[["patient_id"]].drop_duplicates().assign(k=k) for k, s in enumerate(shards)])
+    assert not owners["patient_id"].duplicated().any()
+    back = pd.concat(shards, ignore_index=True).sort_values("line_uid", ignore_index=True)
+    pd.testing.assert_frame_equal(back, lines)
+    assert list(tmp_path.iterdir()) == []   # the temporary files are gone
