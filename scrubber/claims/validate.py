@@ -747,11 +747,16 @@ def _pair_counts(claim: pd.Series, line_number: pd.Series) -> np.ndarray:
     counts = np.zeros(len(claim), dtype=np.int64)
     keyed = (claim.notna() & line_number.notna()).to_numpy()
     if keyed.any():
+        every = keyed.all()   # the usual case: no copy of a million claim ids
         # the pair as one integer: factorizing claim ids (Arrow dictionary encode) beats hashing text pairs
-        c_codes, _ = pd.factorize(claim[keyed])
-        l_codes, l_uniq = pd.factorize(line_number[keyed])
-        pair_codes, _ = pd.factorize(c_codes.astype(np.int64) * max(len(l_uniq), 1) + l_codes)
-        counts[keyed] = np.bincount(pair_codes)[pair_codes]
+        c_codes, _ = pd.factorize(claim if every else claim[keyed])
+        l_codes, l_uniq = pd.factorize(line_number.to_numpy() if every else line_number[keyed].to_numpy())
+        pairs = c_codes.astype(np.int64) * max(len(l_uniq), 1) + l_codes
+        if len(pairs) and pairs.max() < 4 * len(pairs):   # a few line numbers per claim: count in place
+            counts[keyed] = np.bincount(pairs)[pairs]
+        else:
+            pair_codes, _ = pd.factorize(pairs)
+            counts[keyed] = np.bincount(pair_codes)[pair_codes]
     return counts
 
 
