@@ -235,8 +235,9 @@ def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: p
 
 def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """History the checks can use: all codes over the recent window, and further back (up to a lifetime)
-    only the codes a frequency rule counts, so long windows stay cheap."""
-    from scrubber.checks.frequency import frequency_codes, lookback_start
+    only the codes a frequency rule reads, of the patients with a line a frequency rule judges, so long
+    windows stay cheap."""
+    from scrubber.checks.frequency import frequency_codes, isin_text, lookback_start, target_codes
     from scrubber.history import read_history
 
     patients = lines["patient_id"].unique()
@@ -247,6 +248,10 @@ def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.Da
     rules = engine.rules.frequency
     older_start = lookback_start(rules, first)
     if older_start >= recent_start:
+        return recent
+    judged = isin_text(lines["hcpcs"].astype("str").str.upper(), target_codes(rules))
+    patients = lines["patient_id"][judged].unique()   # only frequency reads further back, per patient
+    if not len(patients):
         return recent
     older = read_history(engine.store, patient_ids=patients, start=older_start,
                          end=recent_start - timedelta(days=1), exclude_run_id=run_id, hcpcs=frequency_codes(rules))

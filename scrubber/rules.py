@@ -253,6 +253,10 @@ class RuleBook:
                            rules_dir / "pos.yaml")
         frequency = _call_loader("scrubber.checks.frequency", "load_frequency_rules", rules_dir / "frequency.yaml",
                                  rules_dir / "frequency.yaml")
+        from scrubber.checks.frequency import catalog_problems
+        problems = catalog_problems(frequency, dict(zip(rules["rule_id"], rules["family"], strict=True)))
+        if problems:
+            raise rules_error(rules_dir / "frequency.yaml", "; ".join(problems), key="report_as")
         em_codes = _call_loader("scrubber.checks.modifier25", "load_em_codes", rules_dir / "em_codes.yaml",
                                 rules_dir / "em_codes.yaml")
         bundled = load_bundled(rules_dir / "bundled.yaml")

@@ -14,6 +14,7 @@ records" is all we can say).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import pyarrow.compute as pc
 import yaml
 
 from scrubber.checks.context import CheckContext
+from scrubber.checks.engine import factorized
 from scrubber.errors import RulesError
 from scrubber.rules import SAFE_LOADER
 from scrubber.schemas import CHECK_RESULT_COLUMNS
@@ -268,11 +270,16 @@ class FrequencyRule:
     source: str
     confidence: str | None = None
     note: str | None = None
+    #: a blocking service on the same date of service blocks too (false: only earlier dates do)
+    blocks_same_day: bool = True
+    #: the catalog rule (family frequency) hits are reported as: its message, fix and CARC
+    report_as: str = RULE_ID
 
 
 _RULE_KEYS = ("id", "payer", "effective", "applies_to_codes", "counts_codes", "blocks_if_codes", "blocks_window",
-              "max_count", "window", "scope", "per_side", "count_units", "severity", "expected_carc", "source",
-              "confidence", "note")
+              "blocks_same_day", "max_count", "window", "scope", "per_side", "count_units", "severity",
+              "expected_carc", "report_as", "source", "confidence", "note")
+_CATALOG_ID_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]*$")
 _RULE_REQUIRED = ("id", "payer", "effective", "applies_to_codes", "window", "source")
 
 
@@ -346,6 +353,10 @@ def _parse_rule(doc: YamlDoc, i: int, entry: Any) -> FrequencyRule:
     for opt in ("confidence", "note"):
         if entry.get(opt) is not None and not isinstance(entry[opt], str):
             raise doc.error((*key, opt), f"{opt} must be text", label)
+    report_as = entry.get("report_as", RULE_ID)
+    if not isinstance(report_as, str) or not _CATALOG_ID_RE.match(report_as):
+        raise doc.error((*key, "report_as"), f"report_as must be a catalog rule id like {RULE_ID}, got "
+                        f"{report_as!r}", label)
     return FrequencyRule(
         id=rid, payer=payer.strip().lower(), effective_from=eff_from, effective_to=eff_to,
         applies_to_codes=applies, counts_codes=counts, blocks_if_codes=blocks, max_count=int(max_count),
@@ -354,6 +365,8 @@ def _parse_rule(doc: YamlDoc, i: int, entry: Any) -> FrequencyRule:
         count_units=_parse_bool(doc, (*key, "count_units"), entry.get("count_units"), label, False),
         severity=severity, expected_carc=tuple(str(c) for c in carc), source=source.strip(),
         confidence=entry.get("confidence"), note=entry.get("note"),
+        blocks_same_day=_parse_bool(doc, (*key, "blocks_same_day"), entry.get("blocks_same_day"), label, True),
+        report_as=report_as,
     )
 
 
@@ -391,6 +404,24 @@ def lookback_start(rules: Iterable[FrequencyRule], first_dos: dt.date) -> dt.dat
                 cand = first_dos
             start = min(start, cand)
     return start
+
+
+def catalog_problems(rules: Iterable[FrequencyRule], families: dict[str, str]) -> list[str]:
+    """``report_as`` ids missing from the catalog or not of the frequency family (``families``: rule id ->
+    family), as sentences for an error."""
+    out = []
+    for r in rules:
+        family = families.get(r.report_as)
+        if family is None:
+            out.append(f"rule {r.id!r}: report_as {r.report_as!r} is not a rule of rules/catalog")
+        elif family != FAMILY:
+            out.append(f"rule {r.id!r}: report_as {r.report_as!r} is a {family} rule, not a {FAMILY} one")
+    return out
+
+
+def target_codes(rules: Iterable[FrequencyRule]) -> set[str]:
+    """Every code a rule judges: only patients with one of these in the batch need their history read."""
+    return {c for r in rules for c in r.applies_to_codes}
 
 
 def frequency_codes(rules: Iterable[FrequencyRule]) -> set[str]:
@@ -501,12 +532,14 @@ def _describe_event(ev: pd.DataFrame, prefix: str = "e_") -> pd.Series:
     return ev[f"{prefix}hcpcs"].astype(str) + " on " + date_txt + " (" + pd.Series(where, index=ev.index) + ")"
 
 
-def _hits(targets: pd.DataFrame, pool: pd.DataFrame, keys: list[str], *, mode: str, max_count: int) -> pd.DataFrame:
+def _hits(targets: pd.DataFrame, pool: pd.DataFrame, keys: list[str], *, mode: str, max_count: int,
+          same_day: bool = True) -> pd.DataFrame:
     """Targets whose prior services in the window reach the limit.
 
     mode "sessions": distinct earlier service dates in the window >= max_count.
     mode "units":    units of earlier services (same day: earlier in order) + own units > max_count.
-    mode "block":    any service of a blocking code in the window (the same day included).
+    mode "block":    any service of a blocking code in the window (the same day included unless
+                     ``same_day`` is false; never the target line itself).
     Returns one row per flagged target (and side): t_uid, count, the latest counted event (e_* columns).
     """
     if targets.empty or pool.empty:
@@ -521,8 +554,10 @@ def _hits(targets: pd.DataFrame, pool: pd.DataFrame, keys: list[str], *, mode: s
         in_window &= m["e_date"] < m["t_date"]
     elif mode == "units":
         in_window &= (m["e_date"] < m["t_date"]) | ((m["e_date"] == m["t_date"]) & (m["e_order"] < m["t_order"]))
-    else:
+    elif same_day:
         in_window &= (m["e_date"] <= m["t_date"]) & ~((m["e_source"] == "batch") & (m["e_uid"] == m["t_uid"]))
+    else:
+        in_window &= m["e_date"] < m["t_date"]
     m = m[in_window]
     if m.empty:
         return pd.DataFrame()
@@ -551,18 +586,43 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in _RESULT_COLUMNS})
 
 
-def _evaluate_rule(rule: FrequencyRule, batch: pd.DataFrame, everyone: pd.DataFrame) -> list[pd.DataFrame]:
+@functools.lru_cache(maxsize=64)
+def _value_set(codes: frozenset[str]) -> pa.Array:
+    """A rule's codes as an Arrow set, built once (the new-patient limit reads ~60,000 codes)."""
+    return pa.array(sorted(codes), pa.string())
+
+
+class _Columns:
+    """hcpcs, payer and patient of an events frame as Arrow text, so each rule selects its rows in C."""
+
+    def __init__(self, events: pd.DataFrame) -> None:
+        self.hcpcs, self.payer, self.patient = (pa.array(events[c].to_numpy(dtype=object), type=pa.string())
+                                                for c in ("hcpcs", "payer", "patient_id"))
+
+    def rows(self, codes: Iterable[str], payer: str, patients: Iterable[str] | None = None) -> np.ndarray:
+        """Rows of one of ``codes`` for ``payer`` (and, when given, of one of ``patients``)."""
+        mask = pc.and_(pc.is_in(self.hcpcs, value_set=_value_set(frozenset(codes))), pc.equal(self.payer, payer))
+        if patients is not None:
+            mask = pc.and_(mask, pc.is_in(self.patient, value_set=pa.array(list(patients), pa.string())))
+        return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _evaluate_rule(rule: FrequencyRule, batch: pd.DataFrame, everyone: pd.DataFrame, *,
+                   batch_columns: _Columns | None = None, everyone_columns: _Columns | None = None
+                   ) -> list[pd.DataFrame]:
     """Flags of one frequency rule (a list of partial result frames). ``everyone``: history + batch."""
     keys = list(SCOPES[rule.scope])
-    d_from = pd.Timestamp(rule.effective_from)
-    in_force = batch["date"] >= d_from
+    batch_columns = batch_columns or _Columns(batch)
+    candidates = batch[batch_columns.rows(rule.applies_to_codes, rule.payer)]
+    in_force = candidates["date"] >= pd.Timestamp(rule.effective_from)
     if rule.effective_to is not None:
-        in_force &= batch["date"] < pd.Timestamp(rule.effective_to)
-    is_target = batch["hcpcs"].isin(rule.applies_to_codes) & (batch["payer"] == rule.payer) & in_force
-    targets = batch[is_target]
+        in_force &= candidates["date"] < pd.Timestamp(rule.effective_to)
+    targets = candidates[in_force]
     if targets.empty:
         return []
-    everyone = everyone[everyone["payer"] == rule.payer]
+    # only the codes this rule reads, of the patients it judges (every scope is per patient)
+    everyone = everyone[(everyone_columns or _Columns(everyone)).rows(
+        {*rule.counts_codes, *rule.blocks_if_codes}, rule.payer, targets["patient_id"].unique())]
     if rule.per_side:
         targets = _explode_sides(targets)
         everyone = _explode_sides(everyone)
@@ -573,7 +633,7 @@ def _evaluate_rule(rule: FrequencyRule, batch: pd.DataFrame, everyone: pd.DataFr
     if rule.blocks_if_codes:
         blockers = everyone[everyone["hcpcs"].isin(rule.blocks_if_codes)]
         tb = targets.assign(start=_window_start(targets["date"], rule.blocks_window))
-        hit = _hits(tb, blockers, keys, mode="block", max_count=0)
+        hit = _hits(tb, blockers, keys, mode="block", max_count=0, same_day=rule.blocks_same_day)
         if not hit.empty:
             detail = (f"frequency rule {rule.id}: not allowed within {rule.blocks_window.describe()} of "
                       + _describe_event(hit))
@@ -628,7 +688,7 @@ def _frame_for(rule: FrequencyRule, hit: pd.DataFrame, detail: pd.Series | str) 
     is_hist = hit["e_source"] == "history"
     return pd.DataFrame({
         "line_uid": hit["t_uid"].to_numpy(),
-        "rule_id": RULE_ID,
+        "rule_id": rule.report_as,
         "related_line_uid": pd.array(hit["e_uid"].to_numpy(), dtype="Int64"),
         "detail": detail.to_numpy(),
         "amount_basis": None,
@@ -640,24 +700,39 @@ def _frame_for(rule: FrequencyRule, hit: pd.DataFrame, detail: pd.Series | str) 
 
 
 def check(ctx: CheckContext) -> pd.DataFrame:
-    """FREQ-LIMIT, one flag per line (severity from the strictest frequency rule that hit it)."""
+    """One flag per line (FREQ-LIMIT or the rule's ``report_as``; severity, rule and related line from the
+    strictest frequency rule that hit it)."""
     rules: Iterable[FrequencyRule] = getattr(ctx.rules, "frequency", None) or ()
     if ctx.lines.empty or not rules:
         return _empty()
-    # only lines of codes some rule reads: on a real batch a few percent, so build frames for those only
-    codes = frequency_codes(rules) | {c for r in rules for c in r.applies_to_codes}
-    lines = ctx.lines[isin_text(ctx.lines["hcpcs"].astype("str").str.upper(), codes)]
-    if lines.empty:
+    # only lines of codes some rule reads, of patients with a line some rule judges (every scope is per
+    # patient): on a real batch a few percent, so frames are built for those only
+    codes = frequency_codes(rules) | target_codes(rules)
+    judged = target_codes(rules)
+    code_of, code_values = factorized(ctx, "hcpcs")             # decided once per distinct code
+    upper = [str(v).strip().upper() for v in code_values]
+    is_judged = np.array([v in judged for v in upper] + [False])[code_of]
+    is_read = np.array([v in codes for v in upper] + [False])[code_of]
+    patient_of, patient_values = factorized(ctx, "patient_id")
+    judged_patients = np.unique(patient_of[is_judged & (patient_of >= 0)])
+    if not len(judged_patients):
         return _empty()
+    of_judged = np.zeros(len(patient_values) + 1, dtype=bool)   # the extra last entry: no patient (code -1)
+    of_judged[judged_patients] = True
+    lines = ctx.lines[is_read & of_judged[patient_of]]
+    patients = [patient_values[i] for i in judged_patients]
     batch = _events_frame(lines, "batch")
     hist = ctx.history
     if hist is not None and not hist.empty:
-        hist = hist[isin_text(hist["hcpcs"].astype("str").str.upper(), codes)]
+        hist = hist[isin_text(hist["hcpcs"].astype("str").str.upper(), codes)
+                    & isin_text(hist["patient_id"], patients)]
     history = _events_frame(hist, "history") if hist is not None and not hist.empty else batch.iloc[0:0]
     everyone = pd.concat([history, batch], ignore_index=True)
     parts: list[pd.DataFrame] = []
+    batch_columns, everyone_columns = _Columns(batch), _Columns(everyone)
     for rule in rules:  # a handful of policies; each is evaluated vectorised over all lines
-        parts.extend(_evaluate_rule(rule, batch, everyone))
+        parts.extend(_evaluate_rule(rule, batch, everyone, batch_columns=batch_columns,
+                                    everyone_columns=everyone_columns))
     parts = [p for p in parts if not p.empty]
     if not parts:
         return _empty()

@@ -52,6 +52,11 @@ def test_seed_rules_load() -> None:
     tpi = rules["mac_trigger_point_sessions"]
     assert (tpi.max_count, tpi.window.type, tpi.window.n, tpi.severity) == (3, "rolling_months", 12, "review")
     assert rules["acme_advantage_trigger_point_60_days"].payer == "acme_advantage"
+    new = rules["medicare_new_patient_office"]
+    assert new.applies_to_codes == ("99202", "99203", "99204", "99205") and new.counts_codes == ()
+    assert (new.blocks_window.type, new.blocks_window.n, new.blocks_same_day) == ("rolling_months", 36, False)
+    assert (new.scope, new.severity, new.report_as) == ("beneficiary+rendering_npi", "review", "FREQ-NEW-PATIENT")
+    assert "99215" in new.blocks_if_codes and "20610" in new.blocks_if_codes and "93010" not in new.blocks_if_codes
     assert all(r.source for r in rules.values())
 
 
@@ -104,6 +109,66 @@ def test_several_reasons_make_one_flag() -> None:
     assert "not allowed within 11 full months after the month of the last service of G0402 on 2025-01-10" in detail
     assert "; frequency rule medicare_awv_subsequent (at most 1 service" in detail
     assert "the latest G0438 on 2025-02-10" in detail
+
+
+# --- new vs established patient (billing-domain 6.5) ---------------------------------------------------------
+
+OTHER_NPI = "1999999992"
+
+
+@pytest.mark.parametrize(("earlier", "hit"), [
+    ({"hcpcs": "99213", "service_date": "2023-03-15"}, True),                          # 2 years before
+    ({"hcpcs": "20610", "service_date": "2025-01-06"}, True),                          # a procedure counts
+    ({"hcpcs": "99213", "service_date": "2022-03-14"}, False),                         # 3 years before: new
+    ({"hcpcs": "99213", "service_date": "2023-03-15", "rendering_npi": OTHER_NPI}, False),   # another doctor
+    ({"hcpcs": "93010", "service_date": "2024-06-01"}, False),                         # an ECG read only
+    ({"hcpcs": "99213", "service_date": "2024-06-01", "patient_id": "P2"}, False),    # another patient
+])
+def test_new_patient_visit_after_a_service_within_3_years(earlier: dict, hit: bool) -> None:
+    history = make_history([earlier], run_id="run-earlier")
+    res = run(make_lines([{"hcpcs": "99203", "service_date": "2025-03-14"}]), history)
+    assert bool(len(res)) is hit
+    if hit:
+        row = res.iloc[0]
+        assert (row["rule_id"], row["severity"]) == ("FREQ-NEW-PATIENT", "review")
+        assert "medicare_new_patient_office" in row["detail"] and "36 months" in row["detail"]
+        assert f"{earlier['hcpcs']} on {earlier['service_date']} (earlier run run-earlier" in row["detail"]
+
+
+def test_new_patient_visit_with_a_procedure_the_same_day_passes() -> None:
+    lines = make_lines([{"hcpcs": "99203", "modifiers": "25"}, {"hcpcs": "20610"}])
+    assert run(lines).empty
+
+
+def test_new_patient_codes_within_one_batch_and_the_report_row() -> None:
+    """The second new-patient visit of a batch is flagged against the first; the flag reads as a B16 risk
+    with the established code as the fix, and the whole line is at risk."""
+    lines = make_lines([{"hcpcs": "99204", "service_date": "2025-03-03", "claim_id": "A"},
+                        {"hcpcs": "99203", "service_date": "2025-03-14", "claim_id": "B"},
+                        {"hcpcs": "99202", "service_date": "2025-03-20", "claim_id": "D", "patient_id": "P3"}])
+    assert flagged(run(lines)) == [1]
+    flags = run_checks(make_context(lines), run_id="r", families=["frequency"])
+    flag = flags.iloc[0]
+    assert (flag["claim_id"], flag["related_claim_id"], flag["rule_family"]) == ("B", "A", "frequency")
+    assert flag["carc"] == "CO-B16" and flag["amount_basis"] == "line"
+    assert "99203 on 2025-03-14 is a new-patient visit" in flag["message"]
+    assert "99204 on 2025-03-03 (this batch, claim A line 1)" in flag["message"]
+    assert "99203 -> 99213" in flag["fix"]
+
+
+def test_report_as_must_name_a_frequency_rule_of_the_catalog(tmp_path: Path) -> None:
+    import shutil
+
+    from scrubber.rules import RuleBook
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(RULES, rules_dir)
+    path = rules_dir / "frequency.yaml"
+    for wrong, needle in (("FREQ-NOPE", "is not a rule of rules/catalog"), ("EM-NO25", "is a modifier25 rule")):
+        body = rule().replace("    source: test\n", f"    report_as: {wrong}\n    source: test\n")
+        path.write_text("rules:\n" + body)
+        with pytest.raises(RulesError, match=needle):
+            RuleBook.load(rules_dir)
 
 
 # --- counting across runs and within a batch ------------------------------------------------------------------
