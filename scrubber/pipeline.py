@@ -237,7 +237,7 @@ def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.Da
     """History the checks can use: all codes over the recent window, and further back (up to a lifetime)
     only the codes a frequency rule reads, of the patients with a line a frequency rule judges, so long
     windows stay cheap."""
-    from scrubber.checks.frequency import frequency_codes, isin_text, lookback_start, target_codes
+    from scrubber.checks.frequency import code_in, frequency_codes, lookback_start, target_codes
     from scrubber.history import read_history
 
     patients = lines["patient_id"].unique()
@@ -249,8 +249,9 @@ def _read_history_for(engine: Engine, lines: pd.DataFrame, run_id: str) -> pd.Da
     older_start = lookback_start(rules, first)
     if older_start >= recent_start:
         return recent
-    judged = isin_text(lines["hcpcs"].astype("str").str.upper(), target_codes(rules))
-    patients = lines["patient_id"][judged].unique()   # only frequency reads further back, per patient
+    code_of, code_values = pd.factorize(lines["hcpcs"])
+    # only frequency reads further back, and only for patients with a line some limit judges
+    patients = lines["patient_id"][code_in(code_of, code_values, target_codes(rules))].unique()
     if not len(patients):
         return recent
     older = read_history(engine.store, patient_ids=patients, start=older_start,

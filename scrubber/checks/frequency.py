@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -424,6 +424,12 @@ def target_codes(rules: Iterable[FrequencyRule]) -> set[str]:
     return {c for r in rules for c in r.applies_to_codes}
 
 
+def code_in(code_of: np.ndarray, code_values: Sequence[object], codes: set[str]) -> np.ndarray:
+    """Per line, whether its code is one of ``codes``: the column factorised (``code_of`` indexes
+    ``code_values``, -1 = missing), each distinct code trimmed, upper-cased and looked up once."""
+    return np.array([str(v).strip().upper() in codes for v in code_values] + [False])[code_of]
+
+
 def frequency_codes(rules: Iterable[FrequencyRule]) -> set[str]:
     """Every code a rule reads from history (counted or blocking): lets the pipeline read less history."""
     out: set[str] = set()
@@ -608,11 +614,10 @@ class _Columns:
 
 
 def _evaluate_rule(rule: FrequencyRule, batch: pd.DataFrame, everyone: pd.DataFrame, *,
-                   batch_columns: _Columns | None = None, everyone_columns: _Columns | None = None
-                   ) -> list[pd.DataFrame]:
-    """Flags of one frequency rule (a list of partial result frames). ``everyone``: history + batch."""
+                   batch_columns: _Columns, everyone_columns: _Columns) -> list[pd.DataFrame]:
+    """Flags of one frequency rule (a list of partial result frames). ``everyone``: history + batch;
+    ``*_columns``: their :class:`_Columns`, made once for all rules."""
     keys = list(SCOPES[rule.scope])
-    batch_columns = batch_columns or _Columns(batch)
     candidates = batch[batch_columns.rows(rule.applies_to_codes, rule.payer)]
     in_force = candidates["date"] >= pd.Timestamp(rule.effective_from)
     if rule.effective_to is not None:
@@ -621,7 +626,7 @@ def _evaluate_rule(rule: FrequencyRule, batch: pd.DataFrame, everyone: pd.DataFr
     if targets.empty:
         return []
     # only the codes this rule reads, of the patients it judges (every scope is per patient)
-    everyone = everyone[(everyone_columns or _Columns(everyone)).rows(
+    everyone = everyone[everyone_columns.rows(
         {*rule.counts_codes, *rule.blocks_if_codes}, rule.payer, targets["patient_id"].unique())]
     if rule.per_side:
         targets = _explode_sides(targets)
@@ -707,19 +712,17 @@ def check(ctx: CheckContext) -> pd.DataFrame:
         return _empty()
     # only lines of codes some rule reads, of patients with a line some rule judges (every scope is per
     # patient): on a real batch a few percent, so frames are built for those only
-    codes = frequency_codes(rules) | target_codes(rules)
     judged = target_codes(rules)
-    code_of, code_values = factorized(ctx, "hcpcs")             # decided once per distinct code
-    upper = [str(v).strip().upper() for v in code_values]
-    is_judged = np.array([v in judged for v in upper] + [False])[code_of]
-    is_read = np.array([v in codes for v in upper] + [False])[code_of]
+    codes = frequency_codes(rules) | judged
+    code_of, code_values = factorized(ctx, "hcpcs")
+    is_judged = code_in(code_of, code_values, judged)
     patient_of, patient_values = factorized(ctx, "patient_id")
     judged_patients = np.unique(patient_of[is_judged & (patient_of >= 0)])
     if not len(judged_patients):
         return _empty()
     of_judged = np.zeros(len(patient_values) + 1, dtype=bool)   # the extra last entry: no patient (code -1)
     of_judged[judged_patients] = True
-    lines = ctx.lines[is_read & of_judged[patient_of]]
+    lines = ctx.lines[code_in(code_of, code_values, codes) & of_judged[patient_of]]
     patients = [patient_values[i] for i in judged_patients]
     batch = _events_frame(lines, "batch")
     hist = ctx.history

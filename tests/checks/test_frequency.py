@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from scrubber.checks.engine import run_checks
 from scrubber.checks.frequency import load_frequency_rules, lookback_start
 from scrubber.errors import RulesError
 from scrubber.history import append_history, read_history
+from scrubber.rules import RuleBook
 from scrubber.store import LocalStore
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -157,10 +159,6 @@ def test_new_patient_codes_within_one_batch_and_the_report_row() -> None:
 
 
 def test_report_as_must_name_a_frequency_rule_of_the_catalog(tmp_path: Path) -> None:
-    import shutil
-
-    from scrubber.rules import RuleBook
-
     rules_dir = tmp_path / "rules"
     shutil.copytree(RULES, rules_dir)
     path = rules_dir / "frequency.yaml"
