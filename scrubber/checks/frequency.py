@@ -727,8 +727,7 @@ def check(ctx: CheckContext) -> pd.DataFrame:
     batch = _events_frame(lines, "batch")
     hist = ctx.history
     if hist is not None and not hist.empty:
-        hist = hist[isin_text(hist["hcpcs"].astype("str").str.upper(), codes)
-                    & isin_text(hist["patient_id"], patients)]
+        hist = hist[code_in(*pd.factorize(hist["hcpcs"]), codes) & isin_text(hist["patient_id"], patients)]
     history = _events_frame(hist, "history") if hist is not None and not hist.empty else batch.iloc[0:0]
     everyone = pd.concat([history, batch], ignore_index=True)
     parts: list[pd.DataFrame] = []
