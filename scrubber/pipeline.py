@@ -22,7 +22,9 @@ import hashlib
 import io
 import json
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -163,14 +165,26 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
     return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings)
 
 
+#: the line annotations naming the NCCI releases in force on the date of service
+NCCI_RELEASE_COLUMNS: tuple[str, str] = ("ptp_release", "mue_release")
+
+
+def with_ncci_releases(engine: Engine, lines: pd.DataFrame) -> pd.DataFrame:
+    """``lines`` plus ``ptp_release`` and ``mue_release``: the PTP and MUE release in force on each line's
+    date of service (a lookup per date, no pricing), all the families of
+    :func:`scrubber.checks.engine.families_before_pricing` read of the reference annotations."""
+    dates = lines["service_date"]
+    return lines.assign(ptp_release=engine.ref.assign(dates, "ptp"), mue_release=engine.ref.assign(dates, "mue"))
+
+
 def price_frame(engine: Engine, lines: pd.DataFrame, *, timings: dict | None = None) -> pd.DataFrame:
     """Canonical lines with their reference annotations, expected amounts and NCCI releases."""
     from scrubber.pricing import annotate_and_price
 
     t0 = time.perf_counter()
     priced = annotate_and_price(lines, engine.ref, engine.rules.pos, engine.settings)
-    priced["ptp_release"] = engine.ref.assign(priced["service_date"], "ptp")
-    priced["mue_release"] = engine.ref.assign(priced["service_date"], "mue")
+    if not set(NCCI_RELEASE_COLUMNS) <= set(priced.columns):  # kept when the lines came with them
+        priced = with_ncci_releases(engine, priced)
     if timings is not None:
         timings["pricing"] = timings.get("pricing", 0.0) + time.perf_counter() - t0
     return priced
@@ -205,17 +219,77 @@ def load_check_inputs(engine: Engine, lines: pd.DataFrame, *, run_id: str,
     return CheckInputs(history=history, ptp=ptp, mue=mue, seconds=time.perf_counter() - t0)
 
 
+class CheckPlan:
+    """The checks of one batch of lines, started before its pricing is done.
+
+    On ``pool`` (one side thread) the check inputs are loaded, then the families that read nothing
+    pricing adds (:func:`~scrubber.checks.engine.families_before_pricing`) are checked on the canonical
+    lines (with their NCCI releases, :func:`with_ncci_releases`) while the calling thread prices the same
+    lines. Once priced, :func:`check_frame` checks the other families and takes each early family not
+    started yet itself, so neither thread waits for the other: which thread checks a family changes
+    nothing in its hits, since the priced lines are the same lines plus columns those families never read.
+    """
+
+    def __init__(self, engine: Engine, lines: pd.DataFrame, *, run_id: str, pool: ThreadPoolExecutor) -> None:
+        from scrubber.checks.engine import families_before_pricing
+
+        self.engine, self.run_id = engine, run_id
+        self.found: list[pd.DataFrame] = []          # hits of the early families, from either thread
+        self.seconds: dict[str, float] = {}
+        self.context: Any = None                      # the side thread's CheckContext (canonical lines)
+        self._waiting = deque(families_before_pricing()) if len(lines) else deque()
+        self._lock = threading.Lock()
+        self.inputs = pool.submit(load_check_inputs, engine, lines, run_id=run_id)
+        self._early = pool.submit(self._check_early, lines)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The families this plan starts early (the rest are checked only on priced lines)."""
+        from scrubber.checks.engine import families_before_pricing
+
+        return families_before_pricing()
+
+    def _check_early(self, lines: pd.DataFrame) -> None:
+        from scrubber.checks.context import CheckContext
+
+        if not self._waiting:
+            return
+        inputs = self.inputs.result()
+        dates = pd.Series(lines["service_date"].unique())
+        pprrvu = self.engine.ref.tables("pprrvu", self.engine.ref.assign(dates, "rvu").dropna().unique())
+        self.context = CheckContext(lines=lines, history=inputs.history, pprrvu=pprrvu, ptp=inputs.ptp,
+                                    mue=inputs.mue, rules=self.engine.rules, settings=self.engine.settings)
+        self.check_waiting(self.context)
+
+    def check_waiting(self, ctx: Any) -> None:
+        """Check early families nobody has taken yet, one at a time, on ``ctx``."""
+        from scrubber.checks.engine import check_families
+
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    return
+                name = self._waiting.popleft()
+            self.found.extend(check_families(ctx, [name], timings=self.seconds))
+
+    def finish(self) -> None:
+        """Wait for the family the side thread is checking (re-raising what it raised)."""
+        self._early.result()
+
+
 def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
-                timings: dict | None = None, inputs: CheckInputs | None = None) -> pd.DataFrame:
+                timings: dict | None = None, plan: CheckPlan | None = None) -> pd.DataFrame:
     """Flags (with amount at risk) for priced lines; reads ``priced``, never changes it (the run writes
-    it out on another thread meanwhile). ``inputs``: history and NCCI tables already loaded for these
-    lines (:func:`load_check_inputs`), else loaded here."""
+    it out on another thread meanwhile). ``plan``: the :class:`CheckPlan` started for these lines before
+    they were priced (its inputs and early families are used), else inputs are loaded and every family
+    is checked here."""
     from scrubber.checks.context import CheckContext
-    from scrubber.checks.engine import run_checks
+    from scrubber.checks.engine import FAMILY_MODULES, build_flags, check_families, share_derived
     from scrubber.pricing import amount_at_risk
 
     timings = timings if timings is not None else {}
-    inputs = inputs or load_check_inputs(engine, priced, run_id=run_id, history=history)
+    inputs = plan.inputs.result() if plan is not None else load_check_inputs(engine, priced, run_id=run_id,
+                                                                              history=history)
     t0 = time.perf_counter()
     pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())  # read by pricing already: cached
     timings["reference_and_history"] = (timings.get("reference_and_history", 0.0) + inputs.seconds
@@ -224,7 +298,19 @@ def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: p
     ctx = CheckContext(lines=priced, history=inputs.history, pprrvu=pprrvu, ptp=inputs.ptp, mue=inputs.mue,
                        rules=engine.rules, settings=engine.settings)
     check_timings: dict = {}
-    flags = run_checks(ctx, run_id=run_id, timings=check_timings)
+    early = plan.families if plan is not None else ()
+    if plan is not None and plan.context is not None:  # factorisations etc. the early families made already
+        share_derived(plan.context, ctx)
+    parts = check_families(ctx, [name for name in FAMILY_MODULES if name not in early], timings=check_timings)
+    if plan is not None:
+        plan.check_waiting(ctx)
+        plan.finish()
+        parts += plan.found
+        for k, v in plan.seconds.items():
+            check_timings[k] = check_timings.get(k, 0.0) + v
+    t0 = time.perf_counter()
+    flags = build_flags(ctx, parts, run_id=run_id)
+    check_timings["flags"] = time.perf_counter() - t0
     for k, v in check_timings.items():
         timings[f"check.{k}"] = timings.get(f"check.{k}", 0.0) + v
     t0 = time.perf_counter()
@@ -515,14 +601,15 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
         try:
             for k, lines in enumerate(shards):
                 say(f"scrubbing shard {k + 1}/{n_shards}" if n_shards > 1 else "scrubbing")
-                # history and NCCI tables are read on a side thread while the lines are priced
-                inputs = prefetch.submit(load_check_inputs, engine, lines, run_id=spec.run_id)
+                # history and NCCI tables are read, and the families that need no pricing are checked,
+                # on a side thread while the lines are priced
+                lines = with_ncci_releases(engine, lines)
+                plan = CheckPlan(engine, lines, run_id=spec.run_id, pool=prefetch)
                 priced = price_frame(engine, lines, timings=timings)
                 del lines
                 output.add_lines(priced)  # written out on a side thread while the checks run
-                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings,
-                                             inputs=inputs.result()))
-                del priced, inputs
+                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings, plan=plan))
+                del priced, plan
             if not output.flag_parts:  # every row quarantined: the report still has its columns
                 output.add(*scrub_frame(engine, empty_lines(), run_id=spec.run_id, timings=timings))
         finally:

@@ -12,7 +12,9 @@
 - Parquet claim files: repeating text columns are read as dictionaries and validated through their
   codes; the same rows validated from their text give the same lines and quarantine;
 - shards: the shard is hashed once per distinct patient (the same numbers as per line), and the
-  compressed spill files give back every line once, with its types.
+  compressed spill files give back every line once, with its types;
+- checks beside pricing: the families that read nothing pricing adds, checked on canonical lines while
+  the lines are priced (pipeline.CheckPlan), flag what they flag on the priced lines.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from scrubber.checks import place_of_service
 from scrubber.claims import readers, validate
@@ -237,3 +240,71 @@ def test_shard_spill_gives_back_every_line_once_with_its_types(tmp_path):
     back = pd.concat(shards, ignore_index=True).sort_values("line_uid", ignore_index=True)
     pd.testing.assert_frame_equal(back, lines)
     assert list(tmp_path.iterdir()) == []   # the temporary files are gone
+
+
+def _sample_nights(tmp_path):
+    """The bundled sample split into two nights: the first scrubbed (its lines become history), the
+    second returned as canonical lines with a store and engine ready for it."""
+    from datetime import date
+    from pathlib import Path
+
+    from scrubber.pipeline import Engine, run_scrub
+    from scrubber.reference.loader import load_paths
+    from scrubber.store import LocalStore
+
+    repo = Path(__file__).resolve().parents[1]
+    claims = pd.read_csv(repo / "data" / "claims" / "sample_claims.csv", dtype=str, keep_default_na=False)
+    first = claims["claim_id"] < "C000000090"
+    paths = []
+    resent = claims[claims["claim_id"] == claims["claim_id"].iloc[0]]  # sent again on night 2: DUP-HISTORY
+    for name, part in (("night1.csv", claims[first]), ("night2.csv", pd.concat([claims[~first], resent]))):
+        paths.append(tmp_path / name)
+        part.to_csv(paths[-1], index=False)
+    store = LocalStore(tmp_path / "store")
+    load_paths(store, [repo / "data" / "reference" / "sample-rvu25d", repo / "data" / "reference" / "sample-ncci"],
+               partial=True)
+    settings = Settings.from_env(store=str(tmp_path / "store"))
+    run_scrub(store, [paths[0]], run_date=date(2026, 1, 5), run_id="night-1", out_dir=tmp_path / "r1",
+              settings=settings)
+    return Engine(store, settings), intake([paths[1]]).lines
+
+
+def test_families_checked_beside_pricing_give_the_flags_of_the_plain_check(tmp_path):
+    """The families a run checks on canonical lines while it prices them (CheckPlan) flag exactly what
+    they flag on the priced lines, history included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scrubber.pipeline import CheckPlan, check_frame, price_frame, with_ncci_releases
+
+    engine, lines = _sample_nights(tmp_path)
+    plain = check_frame(engine, price_frame(engine, lines), run_id="night-2")
+    for early_first in (True, False):
+        canonical = with_ncci_releases(engine, lines)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            plan = CheckPlan(engine, canonical, run_id="night-2", pool=pool)
+            if early_first:  # every early family on the canonical lines, before any pricing
+                plan.finish()
+            planned = check_frame(engine, price_frame(engine, canonical), run_id="night-2", plan=plan)
+        assert plan.families == ("units", "frequency", "duplicate")
+        assert len(plan.inputs.result().history), "night 1 left no history for night 2"
+        order = ["line_uid", "rule_id", "related_line_uid", "related_claim_id"]
+        pd.testing.assert_frame_equal(planned.sort_values(order).reset_index(drop=True),
+                                      plain.sort_values(order).reset_index(drop=True))
+    assert {"units", "frequency", "duplicate"} <= set(plain["rule_family"].astype(str))
+
+
+def test_derived_data_is_shared_only_between_contexts_of_the_same_lines():
+    from scrubber.checks.context import CheckContext
+    from scrubber.checks.engine import cached, share_derived
+
+    lines = pd.DataFrame({"patient_id": ["a", "b", "a"], "hcpcs": ["99213", "20610", "99213"]})
+    history = pd.DataFrame()
+    source = CheckContext(lines=lines, history=history, pprrvu=pd.DataFrame(), ptp=pd.DataFrame(), mue=pd.DataFrame(),
+                          rules=None)
+    codes = cached(source, "factorized:patient_id", lambda: pd.factorize(lines["patient_id"]))
+    priced = dataclasses.replace(source, lines=lines.assign(expected_allowed=[1.0, 2.0, 3.0]))
+    share_derived(source, priced)
+    assert cached(priced, "factorized:patient_id", lambda: pytest.fail("derived again")) is codes
+    other = dataclasses.replace(source, lines=lines.iloc[:2])
+    with pytest.raises(ValueError, match="same lines"):
+        share_derived(source, other)

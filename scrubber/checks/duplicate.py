@@ -34,6 +34,8 @@ from scrubber.checks.engine import (
 )
 
 FAMILY = "duplicate"
+#: reads claim columns and history only, nothing pricing adds: a run checks it beside the pricing
+READS_PRICING = False
 #: duplicates are judged per rendering NPI (billing-domain 9.4), whatever settings.provider_key says
 PROVIDER = "rendering_npi"
 #: modifier groups (rules/modifiers.yaml) whose presence makes a repeated line legitimate

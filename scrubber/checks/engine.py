@@ -7,6 +7,9 @@ Contract with the check modules (``scrubber.checks.<name>`` for every name in :d
 - the frame has ``schemas.CHECK_RESULT_COLUMNS`` (``line_uid, rule_id, related_line_uid, detail,
   amount_basis``), one row per hit; ``rule_id`` must be a catalog rule of the module's family.
   ``detail`` fills ``{detail}`` in the rule's message; ``amount_basis`` null means the rule's default.
+- optional module constant ``READS_PRICING = False``: the family reads none of the columns pricing
+  adds (only claim columns, ``ptp_release``/``mue_release``, history and the NCCI tables), so a run
+  may check it on canonical lines while it prices them (:func:`families_before_pricing`).
 - optional extra columns the engine understands:
     ``related_source``  "batch" (default) or "history": what ``related_line_uid`` refers to.
                         History ``line_uid`` values repeat across runs, so a history reference is
@@ -66,7 +69,18 @@ def run_checks(ctx: CheckContext, *, run_id: str, families: Iterable[str] | None
     receives seconds per family plus ``"flags"`` for building the flag rows. An exception in a check
     propagates with a note naming the family.
     """
-    names = FAMILY_MODULES if families is None else tuple(families)
+    timings = timings if timings is not None else {}
+    parts = check_families(ctx, FAMILY_MODULES if families is None else families, timings=timings)
+    t0 = time.perf_counter()
+    flags = build_flags(ctx, parts, run_id=run_id)
+    timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t0
+    return flags
+
+
+def check_families(ctx: CheckContext, families: Iterable[str], *, timings: dict | None = None) -> list[pd.DataFrame]:
+    """The validated hits (``CHECK_RESULT_COLUMNS``) of each family in ``families``: what
+    :func:`build_flags` makes flags of (a run may check some families on another thread)."""
+    names = tuple(families)
     unknown = [n for n in names if n not in FAMILY_MODULES]
     if unknown:
         raise ValueError(f"unknown check famil{'y' if len(unknown) == 1 else 'ies'}: {', '.join(unknown)}; "
@@ -85,10 +99,16 @@ def run_checks(ctx: CheckContext, *, run_id: str, families: Iterable[str] | None
             raise
         finally:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-    t0 = time.perf_counter()
-    flags = build_flags(ctx, parts, run_id=run_id)
-    timings["flags"] = timings.get("flags", 0.0) + time.perf_counter() - t0
-    return flags
+    return parts
+
+
+def families_before_pricing(families: Iterable[str] = FAMILY_MODULES) -> tuple[str, ...]:
+    """The families whose module says ``READS_PRICING = False``: they read none of the columns pricing
+    adds (status, global days, indicators, amounts), only the claim columns and the NCCI release of
+    each line, so a run checks them on canonical lines while another core prices the same lines. A
+    module that does not say so is assumed to read pricing."""
+    return tuple(name for name in families
+                 if getattr(importlib.import_module(f"scrubber.checks.{name}"), "READS_PRICING", True) is False)
 
 
 def _validated(result: Any, family: str, ctx: CheckContext) -> pd.DataFrame:
@@ -523,16 +543,38 @@ def concat_results(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
 
 
+def _token(ctx: CheckContext) -> tuple[int, int, int, int]:
+    return id(ctx.lines), len(ctx.lines), id(ctx.history), len(ctx.history) if ctx.history is not None else -1
+
+
 def cached(ctx: CheckContext, name: str, build: Callable[[], Any]) -> Any:
     """Memoise derived data on the context (valid while ctx.lines/history are the same objects)."""
     store = ctx.__dict__.setdefault("_derived", {})
-    token = (id(ctx.lines), len(ctx.lines), id(ctx.history), len(ctx.history) if ctx.history is not None else -1)
+    token = _token(ctx)
     hit = store.get(name)
     if hit is not None and hit[0] == token:
         return hit[1]
     value = build()
     store[name] = (token, value)
     return value
+
+
+def share_derived(source: CheckContext, target: CheckContext) -> None:
+    """Give ``target`` what :func:`cached` holds for ``source`` (factorisations, day numbers, same-day
+    keys), so the families run on ``target`` do not derive them again.
+
+    Only for a ``target`` whose lines are ``source``'s lines plus columns (the priced frame of the
+    canonical lines: same rows, same order, same values) and whose history is the same object: every
+    value derived from ``source`` then holds for ``target`` too.
+    """
+    if len(source.lines) != len(target.lines) or source.history is not target.history:
+        raise ValueError("share_derived: the contexts do not hold the same lines and history")
+    token, mine = _token(source), _token(target)
+    held = target.__dict__.setdefault("_derived", {})
+    for name, (made_for, value) in list(source.__dict__.get("_derived", {}).items()):  # a snapshot: the
+        # source's thread may still be adding to it
+        if made_for == token and name not in held:
+            held[name] = (mine, value)
 
 
 def arrow_strings(values: Any) -> pa.Array:

@@ -34,6 +34,8 @@ from scrubber.rules import SAFE_LOADER
 from scrubber.schemas import CHECK_RESULT_COLUMNS
 
 FAMILY = "frequency"
+#: reads claim columns and history only, nothing pricing adds: a run checks it beside the pricing
+READS_PRICING = False
 
 #: every frequency hit is reported as this catalog rule; its severity comes from the frequency rule
 RULE_ID = "FREQ-LIMIT"

@@ -36,6 +36,9 @@ from scrubber.checks.engine import (
 )
 
 FAMILY = "units"
+#: reads claim columns, the MUE table and each line's mue_release, nothing pricing adds: a run checks
+#: it beside the pricing
+READS_PRICING = False
 MAI_TEXT: dict[int, str] = {1: "MAI 1: line edit", 2: "MAI 2: date-of-service edit, policy (absolute)",
                             3: "MAI 3: date-of-service edit, clinical (appealable)"}
 
