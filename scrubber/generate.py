@@ -67,6 +67,7 @@ RULES: dict[str, tuple[str, str]] = {
     "POS-INCIDENT-TO-HOSP": ("place_of_service", "deny"),
     "POS-EM-SETTING": ("place_of_service", "review"),
     "FREQ-LIMIT": ("frequency", "deny"),
+    "FREQ-NEW-PATIENT": ("frequency", "review"),
     "CODE-UNKNOWN": ("code_status", "deny"),
     "CODE-NOT-PAYABLE": ("code_status", "deny"),
     "MOD-PCTC-INVALID": ("code_status", "deny"),
@@ -1041,6 +1042,21 @@ class _ScenarioBuilder:
                         [_SLine(code, (), 1, ("FREQ-LIMIT",), f"second {code} {gap} days after the first")],
                         order=1)]
 
+    def new_patient_again(self, pid: int) -> list[_SClaim] | None:
+        """An office visit, then a new-patient visit (99202-99205) by the same clinician weeks later."""
+        ref = self.ref
+        est = self.first("em_office", ["99213", "99214", "99212"], lambda c: ref.line_ok(c, (), "11"))
+        new = _NEW_FOR_EST.get(est or "")
+        if new is None or not ref.line_ok(new, (), "11") or (self.end - self.start).days < 1:
+            return None
+        prov = self.provider("family_medicine")
+        gap = int(self.rng.integers(1, min(60, (self.end - self.start).days) + 1))
+        d = self.day(hi_offset=gap)
+        return [_SClaim(pid, prov, d, "11", [_SLine(est)]),
+                _SClaim(pid, prov, d + timedelta(days=gap), "11",
+                        [_SLine(new, (), 1, ("FREQ-NEW-PATIENT",), f"{new} {gap} days after {est} by the same NPI")],
+                        order=1)]
+
     def _single_status(self, pid: int, key: str, candidates: Sequence[str], statuses: set[str]) -> list[_SClaim] | None:
         ref = self.ref
         code = self.first(key, candidates, lambda c: ref.status(c) in statuses)
@@ -1119,6 +1135,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "pos_fac_na": ("pos_fac_na", "POS-FAC-NA"),
     "pos_em_setting": ("pos_em_setting", "POS-EM-SETTING"),
     "freq_limit": ("freq_limit", "FREQ-LIMIT"),
+    "new_patient_again": ("new_patient_again", "FREQ-NEW-PATIENT"),
     "not_payable_i": ("not_payable_i", "CODE-NOT-PAYABLE"),
     "not_payable_n": ("not_payable_n", "CODE-NOT-PAYABLE"),
     "code_unknown": ("code_unknown", "CODE-UNKNOWN"),
