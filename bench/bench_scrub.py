@@ -19,7 +19,10 @@ per stage: wall seconds, CPU seconds (user + sys of the process; on a shared 2-c
 overstates the cost) and the peak RSS seen while the stage ran (a 10 ms sampler of /proc/self/statm).
 The wrappers only observe. "intake.spill", "lines_output" and "history_write" run on side threads
 beside the main one: their wall time overlaps the main thread's stages, and their CPU figure counts
-every thread of the process.
+every thread of the process. The families that read nothing pricing adds (units, frequency,
+duplicate) start on a side thread while the main thread prices (pipeline.CheckPlan): their wall time
+overlaps "pricing", so "checks (all families)" (the sum over families) is more than the run waits for
+them; "check_frame" is the main thread's time from priced lines to flags with amounts at risk.
 "intake (whole)" is the run's own timing of reading, validating and (above one shard) spilling.
 ``--profile`` runs one size in this process under cProfile and prints the top 25 cumulative entries.
 The import of the library (every scrubber module, and Great Expectations) is timed apart from the run.
@@ -171,6 +174,7 @@ def instrument(meter: StageMeter) -> None:
         module.check = meter.wrap(f"check.{name}", module.check)
     engine.build_flags = meter.wrap("check.flags", engine.build_flags)
     pricing.amount_at_risk = meter.wrap("amount_at_risk", pricing.amount_at_risk)
+    pipeline.check_frame = meter.wrap("check_frame", pipeline.check_frame)
     pipeline.stringify = meter.wrap("stringify", pipeline.stringify)
     pipeline._publish = meter.wrap("publish", pipeline._publish)
     summary.build_summary = meter.wrap("publish.summary", summary.build_summary)
