@@ -1034,28 +1034,26 @@ class _ScenarioBuilder:
         code = self.first("freq", ["G0439"], lambda c: ref.status(c) == "A" and not ref.row(c)["nonfacility_na"])
         if code is None or (self.end - self.start).days < 1:
             return None
-        prov = self.provider("family_medicine")
-        gap = int(self.rng.integers(1, min(60, (self.end - self.start).days) + 1))
-        d = self.day(hi_offset=gap)
-        return [_SClaim(pid, prov, d, "11", [_SLine(code)]),
-                _SClaim(pid, prov, d + timedelta(days=gap), "11",
-                        [_SLine(code, (), 1, ("FREQ-LIMIT",), f"second {code} {gap} days after the first")],
-                        order=1)]
+        return self._visit_then(pid, code, code, "FREQ-LIMIT", f"second {code} {{gap}} days after the first")
 
     def new_patient_again(self, pid: int) -> list[_SClaim] | None:
         """An office visit, then a new-patient visit (99202-99205) by the same clinician weeks later."""
         ref = self.ref
         est = self.first("em_office", ["99213", "99214", "99212"], lambda c: ref.line_ok(c, (), "11"))
         new = _NEW_FOR_EST.get(est or "")
-        if new is None or not ref.line_ok(new, (), "11") or (self.end - self.start).days < 1:
+        if est is None or new is None or not ref.line_ok(new, (), "11") or (self.end - self.start).days < 1:
             return None
+        return self._visit_then(pid, est, new, "FREQ-NEW-PATIENT", f"{new} {{gap}} days after {est} by the same NPI")
+
+    def _visit_then(self, pid: int, first: str, then: str, rule: str, note: str) -> list[_SClaim]:
+        """``first`` in the office, then ``then`` 1-60 days later by the same clinician, flagged ``rule``
+        (``note``'s ``{gap}`` is the days between)."""
         prov = self.provider("family_medicine")
         gap = int(self.rng.integers(1, min(60, (self.end - self.start).days) + 1))
         d = self.day(hi_offset=gap)
-        return [_SClaim(pid, prov, d, "11", [_SLine(est)]),
+        return [_SClaim(pid, prov, d, "11", [_SLine(first)]),
                 _SClaim(pid, prov, d + timedelta(days=gap), "11",
-                        [_SLine(new, (), 1, ("FREQ-NEW-PATIENT",), f"{new} {gap} days after {est} by the same NPI")],
-                        order=1)]
+                        [_SLine(then, (), 1, (rule,), note.format(gap=gap))], order=1)]
 
     def _single_status(self, pid: int, key: str, candidates: Sequence[str], statuses: set[str]) -> list[_SClaim] | None:
         ref = self.ref
