@@ -55,6 +55,14 @@ HISTORY_SCHEMA = pa.schema([
     ("global_days", pa.string()),
 ])
 HISTORY_COLUMNS: list[str] = HISTORY_SCHEMA.names
+#: the same columns as the files are written: text as large_string (what pandas' Arrow-backed text
+#: already is: nothing is copied to narrow its offsets) and the run id as a one-value dictionary (not
+#: a million copies for Parquet to hash again). The files keep no Arrow schema, so a reader gets
+#: :data:`HISTORY_SCHEMA`'s plain strings back
+_FILE_SCHEMA = pa.schema([
+    pa.field(f.name, pa.dictionary(pa.int32(), pa.large_string()) if f.name == "run_id"
+             else pa.large_string() if f.type == pa.string() else f.type)
+    for f in HISTORY_SCHEMA])
 
 #: Parquet options of history files: statistics only where reads filter (date, patient, code), no
 #: dictionary for the one-value-per-line ids; each costs encoding time and buys nothing there
@@ -105,7 +113,7 @@ def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
     uid = get("line_uid")
     line_number = get("line_number")
     arrays = {
-        "run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),
+        "run_id": _run_id_column(run_id, n),
         "line_uid": pa.array(pd.to_numeric(uid).to_numpy(dtype="int64") if uid is not None
                              else np.arange(n, dtype="int64"), type=pa.int64()),
         "line_number": (pa.array(pd.to_numeric(line_number, errors="coerce").astype("Int64").array, type=pa.int64())
@@ -116,8 +124,13 @@ def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
     }
     for name in HISTORY_COLUMNS:
         if name not in arrays:
-            arrays[name] = _string_array(get(name), n)
-    return pa.Table.from_arrays([arrays[c] for c in HISTORY_COLUMNS], schema=HISTORY_SCHEMA)
+            arrays[name] = _string_array(get(name), n).cast(pa.large_string())
+    return pa.Table.from_arrays([arrays[c] for c in HISTORY_COLUMNS], schema=_FILE_SCHEMA)
+
+
+def _run_id_column(run_id: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                          pa.array([run_id], type=pa.large_string()))
 
 
 def _from_arrow(lines: pa.Table, run_id: str) -> pa.Table:
@@ -125,10 +138,10 @@ def _from_arrow(lines: pa.Table, run_id: str) -> pa.Table:
     dictionary-encoded), cast to the fixed schema without going back through pandas."""
     n = lines.num_rows
     arrays = []
-    for field in HISTORY_SCHEMA:
+    for field in _FILE_SCHEMA:
         name, want = field.name, field.type
         if name == "run_id":
-            arrays.append(pa.repeat(pa.scalar(run_id, pa.string()), n))
+            arrays.append(_run_id_column(run_id, n))
             continue
         if name not in lines.column_names:
             arrays.append(pa.array(np.arange(n, dtype="int64")) if name == "line_uid" else pa.nulls(n, want))
@@ -140,7 +153,7 @@ def _from_arrow(lines: pa.Table, run_id: str) -> pa.Table:
             first = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
             raise ValueError(f"history: line {first} has no service_date; canonical lines always carry one")
         arrays.append(column if column.type == want else column.cast(want, safe=name != "service_date"))
-    return pa.Table.from_arrays(arrays, schema=HISTORY_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=_FILE_SCHEMA)
 
 
 def _run_keys(store: Store, run_id: str) -> list[str]:
@@ -194,7 +207,8 @@ class HistoryWriter:
     def _writer(self, month: str) -> pq.ParquetWriter:
         if month not in self._writers:
             path = os.path.join(self._tmp.name, f"{month}.parquet")
-            self._writers[month] = pq.ParquetWriter(path, HISTORY_SCHEMA, compression="zstd", **_WRITE_OPTIONS)
+            self._writers[month] = pq.ParquetWriter(path, _FILE_SCHEMA, compression="zstd", store_schema=False,
+                                                    **_WRITE_OPTIONS)
         return self._writers[month]
 
     def close(self) -> int:

@@ -76,6 +76,30 @@ def test_lines_given_as_the_report_table_store_the_same_history(tmp_path: Path) 
         HistoryWriter(LocalStore(tmp_path / "c"), "r2").add(no_date)
 
 
+def test_files_read_as_plain_text_and_older_files_still_mix(tmp_path: Path) -> None:
+    """History files carry no Arrow schema: any Parquet reader gets the run id and text columns as plain
+    strings. A month file written with the schema (as earlier versions did) reads together with them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scrubber.history import HISTORY_SCHEMA
+
+    store = LocalStore(tmp_path / "store")
+    append_history(store, lines([{"service_date": "2025-03-01"}, {"service_date": "2025-03-02", "line_number": 2}]),
+                   run_id="20250310-new")
+    path = tmp_path / "store" / "history" / "service_month=2025-03" / "run_id=20250310-new.parquet"
+    assert pq.read_schema(path) == HISTORY_SCHEMA.remove_metadata()
+    assert pq.read_table(path).column("run_id").to_pylist() == ["20250310-new"] * 2
+    old = lines([{"service_date": "2025-03-05", "patient_id": "P1", "hcpcs": "20610"}], start_uid=7)
+    old_table = pa.Table.from_pandas(old.assign(run_id="20250301-old")[HISTORY_COLUMNS], schema=HISTORY_SCHEMA,
+                                     preserve_index=False)
+    old_path = path.with_name("run_id=20250301-old.parquet")
+    pq.write_table(old_table, old_path)                # the Arrow schema stored, as before
+    got = read_history(store, patient_ids=["P1"], start=dt.date(2025, 3, 1), end=dt.date(2025, 3, 31))
+    assert sorted(got["run_id"]) == ["20250301-old", "20250310-new", "20250310-new"]
+    assert sorted(got["hcpcs"]) == ["20610", "99213", "99213"]
+
+
 def test_rerun_replaces_never_duplicates(store: Store) -> None:
     first = lines([{"service_date": "2025-02-10"}, {"service_date": "2025-03-10"}])
     append_history(store, first, run_id="night")
