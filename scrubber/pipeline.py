@@ -158,11 +158,33 @@ class Engine:
 
 
 def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd.DataFrame | None = None,
-                timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Price and check canonical lines; returns (priced lines, flags with amount at risk)."""
+                timings: dict | None = None, pool: ThreadPoolExecutor | None = None,
+                on_priced: Callable[[pd.DataFrame], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Price and check canonical lines; returns (priced lines, flags with amount at risk).
+
+    Unless ``history`` is given, the checks start on a side thread (``pool``: one worker; a private
+    one when None) while the lines are priced (:class:`CheckPlan`). ``on_priced`` gets the priced lines
+    before the remaining checks run (a run starts writing them out).
+    """
     timings = timings if timings is not None else {}
-    priced = price_frame(engine, lines, timings=timings)
-    return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings)
+    if history is not None:
+        priced = price_frame(engine, lines, timings=timings)
+        if on_priced is not None:
+            on_priced(priced)
+        return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings)
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-inputs")
+    try:
+        lines = with_ncci_releases(engine, lines)
+        plan = CheckPlan(engine, lines, run_id=run_id, pool=pool)
+        priced = price_frame(engine, lines, timings=timings)
+        del lines
+        if on_priced is not None:
+            on_priced(priced)
+        return priced, check_frame(engine, priced, run_id=run_id, timings=timings, plan=plan)
+    finally:
+        if own_pool:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: the line annotations naming the NCCI releases in force on the date of service
@@ -237,17 +259,12 @@ class CheckPlan:
         self.found: list[pd.DataFrame] = []          # hits of the early families, from either thread
         self.seconds: dict[str, float] = {}
         self.context: Any = None                      # the side thread's CheckContext (canonical lines)
-        self._waiting = deque(families_before_pricing()) if len(lines) else deque()
+        #: the families this plan checks, on either thread (the rest only on the priced lines)
+        self.families: tuple[str, ...] = families_before_pricing() if len(lines) else ()
+        self._waiting = deque(self.families)
         self._lock = threading.Lock()
         self.inputs = pool.submit(load_check_inputs, engine, lines, run_id=run_id)
         self._early = pool.submit(self._check_early, lines)
-
-    @property
-    def families(self) -> tuple[str, ...]:
-        """The families this plan starts early (the rest are checked only on priced lines)."""
-        from scrubber.checks.engine import families_before_pricing
-
-        return families_before_pricing()
 
     def _check_early(self, lines: pd.DataFrame) -> None:
         from scrubber.checks.context import CheckContext
@@ -602,14 +619,13 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
             for k, lines in enumerate(shards):
                 say(f"scrubbing shard {k + 1}/{n_shards}" if n_shards > 1 else "scrubbing")
                 # history and NCCI tables are read, and the families that need no pricing are checked,
-                # on a side thread while the lines are priced
-                lines = with_ncci_releases(engine, lines)
-                plan = CheckPlan(engine, lines, run_id=spec.run_id, pool=prefetch)
-                priced = price_frame(engine, lines, timings=timings)
-                del lines
-                output.add_lines(priced)  # written out on a side thread while the checks run
-                output.add_flags(check_frame(engine, priced, run_id=spec.run_id, timings=timings, plan=plan))
-                del priced, plan
+                # on a side thread while the lines are priced; the priced lines are written out on
+                # another while the other families are checked
+                _priced, flags = scrub_frame(engine, lines, run_id=spec.run_id, timings=timings, pool=prefetch,
+                                             on_priced=output.add_lines)
+                del lines, _priced
+                output.add_flags(flags)
+                del flags
             if not output.flag_parts:  # every row quarantined: the report still has its columns
                 output.add(*scrub_frame(engine, empty_lines(), run_id=spec.run_id, timings=timings))
         finally:
