@@ -47,3 +47,26 @@ def test_an_error_writing_lines_on_the_side_thread_reaches_the_run(tmp_path: Pat
         output.add_lines(clash)
         output.lines()
     assert not list((tmp_path / "store").rglob("*.parquet"))  # nothing half-written reaches the store
+
+
+def test_an_error_in_a_family_checked_beside_pricing_reaches_the_run(rvu25d_store, tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """The families that need no pricing are checked on a side thread (CheckPlan); a check that fails
+    there stops the run with the family named, and leaves no report."""
+    import pytest
+
+    from scrubber.checks import units
+
+    def broken(_ctx):
+        raise RuntimeError("units check broke")
+
+    monkeypatch.setattr(units, "check", broken)
+    root = tmp_path / "store"
+    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(CLAIMS)
+    with pytest.raises(RuntimeError, match="units check broke") as failure:
+        run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
+                  settings=Settings.from_env(store=str(root)))
+    assert any("check family 'units'" in note for note in failure.value.__notes__)
+    assert not (tmp_path / "report" / "summary.json").exists()
