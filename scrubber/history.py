@@ -86,20 +86,21 @@ def _check_run_id(run_id: str) -> None:
 
 
 def _string_array(values: pd.Series | None, n: int) -> pa.Array:
+    """A text column as the files store it (large_string, what pandas' Arrow-backed text already is)."""
     if values is None:
-        return pa.nulls(n, pa.string())
+        return pa.nulls(n, pa.large_string())
     if isinstance(values.dtype, pd.CategoricalDtype) or (
             pd.api.types.is_string_dtype(values.dtype) and values.dtype != object):
         try:  # categoricals and Arrow-backed text: decoded / re-typed in Arrow, not value by value
-            return pa.array(values, from_pandas=True).cast(pa.string())
+            return pa.array(values, from_pandas=True).cast(pa.large_string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             pass
     if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
         values = values.astype("string")
     try:
-        return pa.array(values, type=pa.string(), from_pandas=True)  # zero-copy for Arrow-backed strings
+        return pa.array(values, type=pa.large_string(), from_pandas=True)  # zero-copy for Arrow-backed strings
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects (numbers in an NPI column): text them
-        return pa.array(values.astype("string"), type=pa.string(), from_pandas=True)
+        return pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
 
 
 def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
@@ -124,7 +125,7 @@ def _to_arrow(lines: pd.DataFrame, run_id: str) -> pa.Table:
     }
     for name in HISTORY_COLUMNS:
         if name not in arrays:
-            arrays[name] = _string_array(get(name), n).cast(pa.large_string())
+            arrays[name] = _string_array(get(name), n)
     return pa.Table.from_arrays([arrays[c] for c in HISTORY_COLUMNS], schema=_FILE_SCHEMA)
 
 

@@ -167,21 +167,19 @@ def scrub_frame(engine: Engine, lines: pd.DataFrame, *, run_id: str, history: pd
     before the remaining checks run (a run starts writing them out).
     """
     timings = timings if timings is not None else {}
-    if history is not None:
-        priced = price_frame(engine, lines, timings=timings)
-        if on_priced is not None:
-            on_priced(priced)
-        return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings)
-    own_pool = pool is None
-    pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-inputs")
+    own_pool = history is None and pool is None
+    if own_pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="check-inputs")
     try:
-        lines = with_ncci_releases(engine, lines)
-        plan = CheckPlan(engine, lines, run_id=run_id, pool=pool)
+        plan = None
+        if history is None:  # given history: nothing to load beside the pricing, the checks run after it
+            lines = with_ncci_releases(engine, lines)
+            plan = CheckPlan(engine, lines, run_id=run_id, pool=pool)
         priced = price_frame(engine, lines, timings=timings)
         del lines
         if on_priced is not None:
             on_priced(priced)
-        return priced, check_frame(engine, priced, run_id=run_id, timings=timings, plan=plan)
+        return priced, check_frame(engine, priced, run_id=run_id, history=history, timings=timings, plan=plan)
     finally:
         if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -255,7 +253,7 @@ class CheckPlan:
     def __init__(self, engine: Engine, lines: pd.DataFrame, *, run_id: str, pool: ThreadPoolExecutor) -> None:
         from scrubber.checks.engine import families_before_pricing
 
-        self.engine, self.run_id = engine, run_id
+        self.engine = engine
         self.found: list[pd.DataFrame] = []          # hits of the early families, from either thread
         self.seconds: dict[str, float] = {}
         self.context: Any = None                      # the side thread's CheckContext (canonical lines)
