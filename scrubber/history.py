@@ -221,7 +221,7 @@ class HistoryWriter:
             for month, writer in sorted(self._writers.items()):
                 writer.close()
                 key = history_key(month, self.run_id)
-                self.store.upload_file(os.path.join(self._tmp.name, f"{month}.parquet"), key)
+                self.store.publish_file(os.path.join(self._tmp.name, f"{month}.parquet"), key)
                 written.add(key)
             for key in sorted(old - written):
                 self.store.delete(key)

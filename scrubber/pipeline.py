@@ -546,7 +546,7 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
         summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
                                 quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
         summary["report_location"] = _location(target, prefix)
-        written = report.finish(lines=lines, summary=summary)
+        written = report.finish(lines=lines, summary=summary, take_lines=True)
     if len(quarantine):
         qbuf = io.StringIO()
         quarantine.to_csv(qbuf, index=False)

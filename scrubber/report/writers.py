@@ -168,7 +168,7 @@ class ReportWriter:
             with tempfile.TemporaryDirectory(prefix="report-") as tmp:
                 path = Path(tmp) / "flags.csv"
                 pacsv.write_csv(_csv_table(frame), str(path), _CSV_OPTIONS)
-                self.store.upload_file(path, key)
+                self.store.publish_file(path, key)
         return job
 
     def names(self) -> list[str]:
@@ -181,16 +181,18 @@ class ReportWriter:
         names += [n for f, n in (("xlsx", "exceptions.xlsx"), ("html", "report.html")) if f in self.formats]
         return [*names, "summary.json"]
 
-    def finish(self, *, lines: pd.DataFrame | Path, summary: dict) -> list[str]:
+    def finish(self, *, lines: pd.DataFrame | Path, summary: dict, take_lines: bool = False) -> list[str]:
         """The files that need the lines or the summary, then summary.json once all are in place;
-        returns the keys written, summary.json last."""
+        returns the keys written, summary.json last. ``take_lines``: ``lines`` is a scratch file the
+        caller is done with, so the store may move it into place instead of copying it."""
         store, flags, quarantine = self.store, self.flags, self.quarantine
         summary = dict(summary)
         summary["files"] = self.names()
         self._summary.set_result(summary)
         late: list[tuple[str, Callable[[str], None]]] = []
         if "parquet" in self.formats:
-            late.append(("lines.parquet", (lambda key: store.upload_file(lines, key)) if isinstance(lines, Path)
+            publish = store.publish_file if take_lines else store.upload_file
+            late.append(("lines.parquet", (lambda key: publish(lines, key)) if isinstance(lines, Path)
                          else self._parquet(lines)))
         if "html" in self.formats:
             late.append(("report.html", self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))))
