@@ -18,10 +18,12 @@ import math
 import re
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import pairwise
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -44,6 +46,8 @@ _ILLEGAL_XML = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{FFFE}\x{FFFF}]"   # R
 _EXCEL_EPOCH = np.datetime64("1899-12-30", "D")
 #: data rows laid out per Arrow join and handed to the deflater (~13 MB of XML on the Flags sheet)
 SHEET_CHUNK_ROWS = 16_384
+#: laid-out pieces of a split sheet waiting for the deflater at most (each up to ~13 MB of XML)
+_DEFLATE_QUEUE = 4
 #: shared strings escaped and laid out per Arrow pass
 SST_BATCH = 65_536
 
@@ -215,12 +219,26 @@ class Column:
 
 
 @dataclass
+class SheetSplit:
+    """Part sheets of a table sheet: part ``p`` holds the rows whose ``codes`` value is ``p`` (in the
+    sheet's order; -1: in no part), without column ``column``. They are laid out in the same pass as
+    the whole sheet, from the same cell XML: the Flags sheet's family sheets hold the same rows again,
+    and laying them out a second time was a third of the workbook's time."""
+
+    column: int
+    codes: np.ndarray
+    names: list[str]
+
+
+@dataclass
 class TableSheet:
-    """A data sheet: header row, frozen, autofiltered; rows capped at Excel's limit with a note."""
+    """A data sheet: header row, frozen, autofiltered; rows capped at Excel's limit with a note.
+    ``split``: part sheets that follow it in the workbook (see :class:`SheetSplit`)."""
 
     name: str
     columns: list[Column]
     note: str | None = None     # appended below the data when rows were capped
+    split: SheetSplit | None = None
 
 
 @dataclass
@@ -296,7 +314,11 @@ def _format_scalar(v: Any) -> str:
 
 
 def _encode_number(col: Column) -> pa.Array:
-    values = pd.to_numeric(pd.Series(col.values), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    series = col.values if isinstance(col.values, pd.Series) else pd.Series(col.values)
+    if col.kind == "int" and pd.api.types.is_integer_dtype(series.dtype):
+        # whole numbers already (line numbers, source rows; nullable ones keep their gaps): as they are
+        return pa.array(series.array, type=pa.int64(), from_pandas=True)
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
     if col.kind == "int":
         ints = np.where(bad, 0, np.rint(np.nan_to_num(values))).astype(np.int64)
@@ -326,28 +348,34 @@ class _TablePlan:
 
 
 def _plan_table(sheet: TableSheet, sst: SharedStrings) -> _TablePlan:
-    """Cap rows at Excel's limit, encode payloads and register header/note strings (not thread-safe)."""
-    nrows = len(sheet.columns[0]) if sheet.columns else 0
-    limit = EXCEL_MAX_ROWS - 2                         # header + one row for the cap note
-    note = sheet.note
+    """Cap rows at Excel's limit, encode payloads and register header/note strings (not thread-safe).
+    The payloads are left whole (part sheets may need rows past the cap); ``nrows`` is what is laid out."""
     for c in sheet.columns:
         encode_column(c, sst)
+    return _capped(sheet.columns, len(sheet.columns[0]) if sheet.columns else 0, sheet.note, sst)
+
+
+def _capped(columns: list[Column], nrows: int, note: str | None, sst: SharedStrings) -> _TablePlan:
+    limit = EXCEL_MAX_ROWS - 2                         # header + one row for the cap note
     if nrows > limit:
         note = (note or "") + f" Showing the first {limit:,} of {nrows:,} rows (Excel's row limit); " \
                               "the full list is in flags.csv / flags.parquet."
-        for c in sheet.columns:
-            c.payload = c.payload.slice(0, limit)
         nrows = limit
-    return _TablePlan(columns=sheet.columns, nrows=nrows, header_idx=[sst.index_of(c.header) for c in sheet.columns],
+    return _TablePlan(columns=columns, nrows=nrows, header_idx=[sst.index_of(c.header) for c in columns],
                       note_idx=sst.index_of(note.strip()) if note else None)
 
 
-def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], str]:
-    """Sheet XML as a stream of pieces (head, row slices, tail) and its autofilter range.
+def _plan_parts(sheet: TableSheet, sst: SharedStrings) -> list[_TablePlan]:
+    """The plans of a split sheet's parts (after :func:`_plan_table` of the sheet itself)."""
+    split = sheet.split
+    assert split is not None
+    columns = [c for j, c in enumerate(sheet.columns) if j != split.column]
+    counts = np.bincount(split.codes[split.codes >= 0], minlength=len(split.names))
+    return [_capped(columns, int(n), None, sst) for n in counts]
 
-    Each slice of rows is laid out by one Arrow join, and the pieces are deflated as they come, so a
-    100k-row sheet never sits in memory whole (it is ~140 MB of XML).
-    """
+
+def _sheet_frame(plan: _TablePlan) -> tuple[bytes, bytes, str]:
+    """A table sheet's XML before its data rows and after them, and its autofilter range."""
     columns, nrows = plan.columns, plan.nrows
     last = col_letter(max(len(columns) - 1, 0))
     header = "".join(f'<c r="{col_letter(i)}1" s="{S_HEADER}" t="s"><v>{idx}</v></c>'
@@ -366,27 +394,70 @@ def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], st
         r = nrows + 2
         tail = f'<row r="{r}"><c r="A{r}" s="{S_NOTE}" t="s"><v>{plan.note_idx}</v></c></row>'
     end = f'{tail}</sheetData><autoFilter ref="{ref}"/></worksheet>'.encode()
+    return head, end, ref
+
+
+def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], str]:
+    """Sheet XML as a stream of pieces (head, row slices, tail) and its autofilter range.
+
+    Each slice of rows is laid out by one Arrow join, and the pieces are deflated as they come, so a
+    100k-row sheet never sits in memory whole (it is ~140 MB of XML).
+    """
+    head, end, ref = _sheet_frame(plan)
 
     def pieces() -> Iterator[bytes | memoryview]:
         yield head
-        for start in range(0, nrows, SHEET_CHUNK_ROWS):
-            yield _rows_xml(columns, start, min(nrows, start + SHEET_CHUNK_ROWS))
+        for start in range(0, plan.nrows, SHEET_CHUNK_ROWS):
+            yield _rows_xml(plan.columns, start, min(plan.nrows, start + SHEET_CHUNK_ROWS))
         yield end
 
     return pieces(), ref
 
 
-def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
-    """The <row> elements of data rows [start, stop) (0-based; sheet rows start at 2), as one buffer.
+def _split_sheet_xml(plan: _TablePlan, parts: list[_TablePlan], split: SheetSplit
+                     ) -> Iterator[tuple[int, bytes | memoryview]]:
+    """The XML of a split sheet (slot 0) and of its parts (slot p + 1) as (slot, piece), in one pass.
 
-    Each row carries its number; its cells do not carry their reference (``r="B7"``, optional in
-    ECMA-376 18.3.1.4: a cell without one is the next column), and an empty cell is written as ``<c/>``
-    so the cells after it keep their column. The references were 60% of the deflated workbook (row
-    numbers compress badly) and a third of its CPU time. Adjacent constant pieces are merged before the
-    join: the join's cost is per piece and row.
+    Per slice of rows, the cells of the columns after the split column are joined once; the sheet's
+    rows and each part's rows (a take of those cells) are then one more join of a few pieces each.
     """
-    row_numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2, dtype=np.int64)), pa.string())
-    parts: list[Any] = ['<row r="', row_numbers, '">']
+    frames = [_sheet_frame(p) for p in (plan, *parts)]
+    for slot, (head, _, _) in enumerate(frames):
+        yield slot, head
+    k = split.column
+    left, key, right = plan.columns[:k], plan.columns[k], plan.columns[k + 1:]
+    wanted = [p.nrows for p in parts]
+    done = [0] * len(parts)
+    last = [int(np.flatnonzero(split.codes == p)[n - 1]) if n else -1 for p, n in enumerate(wanted)]
+    end = max(plan.nrows, max(last, default=-1) + 1)
+    # slices end at the sheet's own cap, so each slice is either all in the sheet or all past it
+    bounds = [*range(0, plan.nrows, SHEET_CHUNK_ROWS), *range(plan.nrows, end, SHEET_CHUNK_ROWS), end]
+    for start, stop in pairwise(bounds):
+        if start >= stop:
+            continue
+        left_cells = _cell_parts(left, start, stop)
+        right_cells = _join(_cell_parts(right, start, stop))
+        if start < plan.nrows:
+            yield 0, _row_join(start, [*left_cells, *_cell_parts([key], start, stop), right_cells])
+        codes = split.codes[start:stop]
+        order = np.argsort(codes, kind="stable")
+        bounds_by_part = np.searchsorted(codes[order], np.arange(len(parts) + 1))
+        for p in range(len(parts)):
+            take = min(int(bounds_by_part[p + 1] - bounds_by_part[p]), wanted[p] - done[p])
+            if take <= 0:
+                continue
+            rows = pa.array(order[bounds_by_part[p]: bounds_by_part[p] + take])
+            cells = [c if isinstance(c, str) else c.take(rows) for c in (*left_cells, right_cells)]
+            yield p + 1, _row_join(done[p], cells)
+            done[p] += take
+    for slot, (_, tail, _) in enumerate(frames):
+        yield slot, tail
+
+
+def _cell_parts(columns: list[Column], start: int, stop: int) -> list[Any]:
+    """The cells of rows [start, stop) of ``columns``: constant pieces (str) and one string per row
+    (Arrow arrays), to be joined row-wise."""
+    parts: list[Any] = []
     for c in columns:
         style = _KIND_STYLE.get(c.kind, S_DEFAULT)
         s_attr = f' s="{style}"' if style else ""
@@ -397,14 +468,38 @@ def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
             parts.append(pc.fill_null(pc.binary_join_element_wise(*cell, ""), "<c/>"))
         else:
             parts.extend(cell)
-    parts.append("</row>")
+    return parts
+
+
+def _join(parts: list[Any]) -> pa.Array:
+    """Row-wise concatenation of the pieces; adjacent constant pieces are merged first (the join's cost
+    is per piece and row)."""
     merged: list[Any] = []
     for part in parts:
         if isinstance(part, str) and merged and isinstance(merged[-1], str):
             merged[-1] += part
         else:
             merged.append(part)
-    return _buffer(pc.binary_join_element_wise(*merged, ""))
+    return pc.binary_join_element_wise(*merged, "")
+
+
+def _row_join(first: int, cells: list[Any]) -> memoryview:
+    """<row> elements around each row's cells, numbered from data row ``first`` (0-based; sheet row
+    ``first + 2``), as one buffer. The row count is that of the first array among ``cells``."""
+    n = len(next(c for c in cells if not isinstance(c, str)))
+    row_numbers = pc.cast(pa.array(np.arange(first + 2, first + 2 + n, dtype=np.int64)), pa.string())
+    return _buffer(_join(['<row r="', row_numbers, '">', *cells, "</row>"]))
+
+
+def _rows_xml(columns: list[Column], start: int, stop: int) -> memoryview:
+    """The <row> elements of data rows [start, stop) (0-based; sheet rows start at 2), as one buffer.
+
+    Each row carries its number; its cells do not carry their reference (``r="B7"``, optional in
+    ECMA-376 18.3.1.4: a cell without one is the next column), and an empty cell is written as ``<c/>``
+    so the cells after it keep their column. The references were 60% of the deflated workbook (row
+    numbers compress badly) and a third of its CPU time.
+    """
+    return _row_join(start, _cell_parts(columns, start, stop))
 
 
 def _inline_text(text: str) -> str:
@@ -504,26 +599,46 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
     calling thread. A :class:`LaterSheet` is made after the table sheets (its text is inline).
     """
     sst = sst if sst is not None else SharedStrings()
+    # a split sheet's parts follow it: expanded here, laid out in its pass
+    order: list[TableSheet | GridSheet | LaterSheet | str] = []
+    for sheet in sheets:
+        order.append(sheet)
+        if isinstance(sheet, TableSheet) and sheet.split is not None:
+            order += sheet.split.names
     taken: set[str] = set()
-    names = [sheet_name(sheet.name, taken) for sheet in sheets]
-    plans = [_plan_table(sh, sst) if isinstance(sh, TableSheet) else None for sh in sheets]
-    grids = {i: _grid_sheet_xml(sh) for i, sh in enumerate(sheets) if isinstance(sh, GridSheet)}
+    names = [sheet_name(sh if isinstance(sh, str) else sh.name, taken) for sh in order]
+    plans: dict[int, _TablePlan] = {}
+    parts: dict[int, list[_TablePlan]] = {}
+    for i, sh in enumerate(order):
+        if isinstance(sh, TableSheet):
+            plans[i] = _plan_table(sh, sst)
+            if sh.split is not None:
+                parts[i] = _plan_parts(sh, sst)
+    grids = {i: _grid_sheet_xml(sh) for i, sh in enumerate(order) if isinstance(sh, GridSheet)}
 
-    def build(i: int) -> tuple[list[bytes], int, int, str | None]:
-        plan = plans[i]
+    def build(i: int) -> list[tuple[list[bytes], int, int, str | None]]:
+        """Sheet ``i`` deflated (and its parts after it, when split)."""
+        plan = plans.get(i)
+        if i in parts:
+            split = order[i].split  # type: ignore[union-attr]
+            refs = [_sheet_frame(p)[2] for p in (plan, *parts[i])]
+            return [(*member, ref) for member, ref in
+                    zip(_deflate_slots(_split_sheet_xml(plan, parts[i], split), len(refs)), refs, strict=True)]
         pieces, ref = _table_sheet_xml(plan) if plan is not None else (iter([grids[i]]), None)
-        return (*_deflate_pieces(pieces), ref)
+        return [(*_deflate_pieces(pieces), ref)]
 
-    later = [i for i, sh in enumerate(sheets) if isinstance(sh, LaterSheet)]
-    now = [i for i in range(len(sheets)) if i not in later]
+    later = [i for i, sh in enumerate(order) if isinstance(sh, LaterSheet)]
+    now = [i for i, sh in enumerate(order) if i not in later and not isinstance(sh, str)]
+    by_index: dict[int, tuple[list[bytes], int, int, str | None]] = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         shared = pool.submit(lambda: _deflate_pieces(sst.pieces()))  # complete: later sheets add nothing
-        by_index = dict(zip(now, pool.map(build, now), strict=True))
+        for i, members in zip(now, pool.map(build, now), strict=True):
+            by_index.update(enumerate(members, start=i))
         shared_strings = shared.result()
     for i in later:
-        grids[i] = _grid_sheet_xml(sheets[i].make())
-        by_index[i] = build(i)
-    built = [by_index[i] for i in range(len(sheets))]
+        grids[i] = _grid_sheet_xml(order[i].make())  # type: ignore[union-attr]
+        by_index[i] = build(i)[0]
+    built = [by_index[i] for i in range(len(order))]
     filters = [b[3] for b in built]
     sheet_entries = "".join(f'<sheet name="{escape(n, {chr(34): "&quot;"})}" sheetId="{i + 1}" r:id="rId{i + 1}"/>'
                             for i, n in enumerate(names))
@@ -582,6 +697,35 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
         members.append((f"xl/worksheets/sheet{i + 1}.xml", data, crc, size))
     members.append(("xl/sharedStrings.xml", *shared_strings))
     return _zip(members)
+
+
+def _deflate_slots(pieces: Iterable[tuple[int, bytes | memoryview]], slots: int
+                   ) -> list[tuple[list[bytes], int, int]]:
+    """:func:`_deflate_pieces` of several members whose pieces come interleaved as (member, piece).
+
+    The pieces are deflated on a thread of their own while the caller's thread makes the next ones
+    (both release the GIL); a few pieces at most wait, so memory stays bounded.
+    """
+    comps = [_deflate.compressobj(1, zlib.DEFLATED, -15) for _ in range(slots)]
+    outs: list[list[bytes]] = [[] for _ in range(slots)]
+    crcs, sizes = [0] * slots, [0] * slots
+
+    def deflate(slot: int, piece: bytes | memoryview) -> None:
+        outs[slot].append(comps[slot].compress(piece))
+        crcs[slot] = _deflate.crc32(piece, crcs[slot])
+        sizes[slot] += len(piece)
+
+    waiting: deque[Future[None]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deflate") as deflater:  # one: pieces in order
+        for slot, piece in pieces:
+            waiting.append(deflater.submit(deflate, slot, piece))
+            while len(waiting) > _DEFLATE_QUEUE or (waiting and waiting[0].done()):
+                waiting.popleft().result()
+        for future in waiting:
+            future.result()
+    for slot in range(slots):
+        outs[slot].append(comps[slot].flush())
+    return list(zip(outs, crcs, sizes, strict=True))
 
 
 def _deflate_pieces(pieces: Iterable[bytes | memoryview]) -> tuple[list[bytes], int, int]:
@@ -751,7 +895,8 @@ def summary_sheet(summary: dict) -> GridSheet:
 def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict]) -> bytes:
     """Summary sheet, Flags sheet (by $ at risk), one sheet per rule family present.
 
-    Each flag column is encoded once; the family sheets take their rows from those encodings.
+    Each flag column is encoded once; the family sheets are parts of the Flags sheet (:class:`SheetSplit`),
+    laid out in its pass from the same cell XML.
     ``summary`` may be a callable giving it: it is then asked for only once the flag sheets are laid
     out, so a run can start its workbook before its totals are known.
     """
@@ -762,15 +907,17 @@ def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict
         encode_column(col, sst)
     first = (LaterSheet("Summary", lambda: summary_sheet(summary())) if callable(summary)
              else summary_sheet(summary))
-    sheets: list[TableSheet | GridSheet | LaterSheet] = [first, TableSheet("Flags", columns)]
+    flags_sheet = TableSheet("Flags", columns)
     if len(ordered) and "rule_family" in ordered.columns:
         fam_codes, fam_values = pd.factorize(ordered["rule_family"])
         families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))
-        for fam, code in families:
-            rows = pa.array(np.flatnonzero(fam_codes == code))
-            part = [Column(c.header, None, c.kind, c.width, payload=c.payload.take(rows))
-                    for c, (name, *_) in zip(columns, _present(ordered), strict=True) if name != "rule_family"]
-            sheets.append(TableSheet(fam, part))
+        # part p: the family sorted p-th (codes of missing or non-text families: in no part)
+        part_of = np.full(len(fam_values) + 1, -1, dtype=np.int64)
+        part_of[[code for _, code in families]] = np.arange(len(families))
+        family_column = [name for name, *_ in _present(ordered)].index("rule_family")
+        if families:
+            flags_sheet.split = SheetSplit(family_column, part_of[fam_codes], [f for f, _ in families])
+    sheets: list[TableSheet | GridSheet | LaterSheet] = [first, flags_sheet]
     return write_workbook(sheets, sst)
 
 

@@ -249,6 +249,50 @@ def test_excel_row_cap_leaves_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "Showing the first 4 of 6 rows" in ws.cell(row=6, column=1).value
 
 
+def _sheet_members(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.mark.parametrize("cap", [1_000, 23])   # no sheet capped; the whole sheet and its big parts capped
+def test_split_sheet_parts_are_laid_out_as_their_own_sheets_would_be(cap: int, monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    """The one-pass layout of a sheet and its part sheets (the Flags sheet and the family sheets) writes
+    exactly the XML of each part made as a sheet of its own, slices, caps and rows in no part included."""
+    monkeypatch.setattr(report_xlsx, "EXCEL_MAX_ROWS", cap)
+    monkeypatch.setattr(report_xlsx, "SHEET_CHUNK_ROWS", 8)     # caps and parts end inside slices
+    rng = np.random.default_rng(5)
+    n = 60
+    codes = rng.choice([-1, 0, 1, 2], size=n, p=[0.1, 0.6, 0.2, 0.1])
+
+    def columns() -> list[report_xlsx.Column]:
+        return [report_xlsx.Column("$", np.round(rng.uniform(0, 500, n), 2), "money"),
+                report_xlsx.Column("Family", pd.Series(np.array(["b", "u", "f", None])[codes]), "text"),
+                report_xlsx.Column("Text", pd.Series([f"=row {i}" if i % 9 else None for i in range(n)]), "wrap"),
+                report_xlsx.Column("Line", pd.Series(np.arange(n) % 4 + 1, dtype="Int64").mask(codes == 2), "int"),
+                report_xlsx.Column("Date", pd.Series(pd.date_range("2025-10-01", periods=n)), "date")]
+
+    split_cols = columns()
+    split = report_xlsx.TableSheet("All", split_cols,
+                                   split=report_xlsx.SheetSplit(1, codes, ["bundling", "units", "freq"]))
+    one_pass = report_xlsx.write_workbook([split])
+
+    sst = report_xlsx.SharedStrings()
+    whole_cols = [report_xlsx.Column(c.header, c.values, c.kind, c.width) for c in split_cols]
+    for c in whole_cols:
+        report_xlsx.encode_column(c, sst)
+    parts = [report_xlsx.TableSheet(name, [report_xlsx.Column(c.header, None, c.kind, c.width,
+                                                              payload=c.payload.take(np.flatnonzero(codes == p)))
+                                           for j, c in enumerate(whole_cols) if j != 1])
+             for p, name in enumerate(["bundling", "units", "freq"])]
+    apart = report_xlsx.write_workbook([report_xlsx.TableSheet("All", whole_cols), *parts], sst)
+
+    assert _sheet_members(one_pass) == _sheet_members(apart)
+    wb = openpyxl.load_workbook(io.BytesIO(one_pass))
+    assert wb.sheetnames == ["All", "bundling", "units", "freq"]
+    assert wb["units"].max_row == min((codes == 1).sum(), cap - 2) + 1 + ((codes == 1).sum() > cap - 2)
+
+
 def test_html_is_self_contained_and_escaped(report: tuple[LocalStore, list[str], dict]) -> None:
     store, _, _ = report
     page = store.read_text(PREFIX + "report.html")
