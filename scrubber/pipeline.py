@@ -445,9 +445,10 @@ class RunOutput:
 
     A shard's priced lines are written out on a side thread (:meth:`add_lines`) while the main thread
     checks them: Parquet encoding releases the GIL, so lines.parquet and history cost the run little
-    wall time on a second core. Memory holds one shard at a time: the next shard's lines wait for the
-    previous one's writing. ``hold_lines`` (a run of one shard) also keeps the priced lines for the
-    caller (:attr:`held`).
+    wall time on a second core. History is encoded on a thread of its own after lines.parquet, so the
+    report waits only for the lines (:meth:`lines`) while the last shard's history is still being
+    encoded. Memory holds one shard at a time: a shard's lines wait for the previous one's history.
+    ``hold_lines`` (a run of one shard) also keeps the priced lines for the caller (:attr:`held`).
     """
 
     def __init__(self, store: Store, spec: RunSpec, *, hold_lines: bool = False) -> None:
@@ -461,8 +462,9 @@ class RunOutput:
         self.flag_parts: list[pd.DataFrame] = []
         self.hold_lines = hold_lines
         self.held: list[pd.DataFrame] = []
-        self.seconds = 0.0  # side-thread time spent writing lines out (not on the run's critical path)
+        self.seconds = 0.0  # side-thread time spent writing lines.parquet (not on the run's critical path)
         self._side = SideJob("run-output")
+        self._history_side = SideJob("history-output")
 
     def add(self, priced: pd.DataFrame, flags: pd.DataFrame) -> None:
         self.add_lines(priced)
@@ -477,18 +479,19 @@ class RunOutput:
         self._side.submit(self._write_lines, priced.copy(deep=False))
 
     def _write_lines(self, priced: pd.DataFrame) -> None:
+        self._history_side.wait()  # the previous shard's history: one shard in memory at a time
         t0 = time.perf_counter()
         self.totals.add(LineTotals.of(priced))
         table = parquet_table(priced)  # converted once, for lines.parquet and history
         self.lines_sink.write(table)
-        self.history.add(table)
         self.seconds += time.perf_counter() - t0
+        self._history_side.submit(self.history.add, table)
 
     def add_flags(self, flags: pd.DataFrame) -> None:
         self.flag_parts.append(stringify(flags))
 
     def wait(self) -> None:
-        """Until the lines given so far are written (raises what the writer raised)."""
+        """Until the lines given so far are written to lines.parquet (raises what the writer raised)."""
         self._side.wait()
 
     def flags(self) -> pd.DataFrame:
@@ -503,15 +506,23 @@ class RunOutput:
         self.wait()
         return self.lines_sink.close() or Path(self._tmp.name) / "lines.parquet"
 
+    def wait_history(self) -> None:
+        """Until the lines given so far are encoded in the run's history files (raises what that raised)."""
+        self.wait()
+        self._history_side.wait()
+
     def close_history(self) -> None:
         """Publish the run's history files (the lines are in them once written)."""
-        self.wait()
+        self.wait_history()
         self.history.close()
 
     def cleanup(self, *, raise_errors: bool = True) -> None:
-        """Stop the side thread and drop the temporary files (see :meth:`SideJob.close`)."""
+        """Stop the side threads and drop the temporary files (see :meth:`SideJob.close`)."""
         try:
-            self._side.close(raise_errors=raise_errors)
+            try:
+                self._side.close(raise_errors=raise_errors)
+            finally:
+                self._history_side.close(raise_errors=raise_errors)
         finally:
             self.lines_sink.close()
             self.history.abort()
@@ -546,7 +557,8 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
         summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
                                 quarantine=quarantine, input_rows=input_rows, files=files, timings=timings)
         summary["report_location"] = _location(target, prefix)
-        written = report.finish(lines=lines, summary=summary, take_lines=True)
+        written = report.finish(lines=lines, summary=summary, take_lines=True,
+                                before_summary=output.wait_history)
     if len(quarantine):
         qbuf = io.StringIO()
         quarantine.to_csv(qbuf, index=False)

@@ -49,6 +49,29 @@ def test_an_error_writing_lines_on_the_side_thread_reaches_the_run(tmp_path: Pat
     assert not list((tmp_path / "store").rglob("*.parquet"))  # nothing half-written reaches the store
 
 
+def test_history_still_being_encoded_when_the_report_is_written_must_succeed_before_its_summary(
+        rvu25d_store, tmp_path: Path, monkeypatch) -> None:
+    """History is encoded on its own thread, after lines.parquet, while the report is written; if it
+    fails, the run fails with no summary.json (the report never counts as written) and no history."""
+    import pytest
+
+    from scrubber.history import HistoryWriter
+
+    def broken(self, _lines):
+        raise OSError("history disk full")
+
+    monkeypatch.setattr(HistoryWriter, "add", broken)
+    root = tmp_path / "store"
+    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(CLAIMS)
+    with pytest.raises(OSError, match="history disk full"):
+        run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
+                  settings=Settings.from_env(store=str(root)))
+    assert not (tmp_path / "report" / "summary.json").exists()
+    assert not (root / "history").exists() or not list((root / "history").rglob("*.parquet"))
+
+
 def test_an_error_in_a_family_checked_beside_pricing_reaches_the_run(rvu25d_store, tmp_path: Path,
                                                                       monkeypatch) -> None:
     """The families that need no pricing are checked on a side thread (CheckPlan); a check that fails

@@ -181,10 +181,13 @@ class ReportWriter:
         names += [n for f, n in (("xlsx", "exceptions.xlsx"), ("html", "report.html")) if f in self.formats]
         return [*names, "summary.json"]
 
-    def finish(self, *, lines: pd.DataFrame | Path, summary: dict, take_lines: bool = False) -> list[str]:
+    def finish(self, *, lines: pd.DataFrame | Path, summary: dict, take_lines: bool = False,
+               before_summary: Callable[[], None] | None = None) -> list[str]:
         """The files that need the lines or the summary, then summary.json once all are in place;
         returns the keys written, summary.json last. ``take_lines``: ``lines`` is a scratch file the
-        caller is done with, so the store may move it into place instead of copying it."""
+        caller is done with, so the store may move it into place instead of copying it.
+        ``before_summary``: what must also succeed before the report counts as written (a run's
+        history still being encoded), called once the files are in place; if it raises, no summary."""
         store, flags, quarantine = self.store, self.flags, self.quarantine
         summary = dict(summary)
         summary["files"] = self.names()
@@ -199,6 +202,8 @@ class ReportWriter:
         self._submit(late)
         for future in self._futures:
             future.result()
+        if before_summary is not None:
+            before_summary()
         store.write_bytes(self.prefix + "summary.json",
                           json.dumps(summary, indent=2, default=_json_default).encode("utf-8"))
         return [self.prefix + name for name in summary["files"]]
