@@ -423,8 +423,10 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
     header, norm, as_dictionary = _parquet_layout(name, reader.schema_arrow, known_columns)
     try:
         reader = pq.ParquetFile(pa.BufferReader(data), read_dictionary=as_dictionary)
-        keys = {col: _column_as_text(col, reader.read(columns=[header[norm.index(col)]]).column(0))
-                for col in ("claim_id", "line_number") if col in norm}
+        wanted = [col for col in ("claim_id", "line_number") if col in norm]
+        read = reader.read(columns=[header[norm.index(col)] for col in wanted])   # both columns at once
+        keys = {col: _line_count_key(col, read.column(i)) for i, col in enumerate(wanted)}
+        del read
         counts = _file_line_counts(keys)
         del keys
         start = 0
@@ -434,6 +436,14 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
             start += chunk.num_rows
     except PARQUET_ERRORS as exc:
         raise InputFileError(name, f"cannot read Parquet: {exc}") from None
+
+
+def _line_count_key(col: str, arr: pa.ChunkedArray) -> pd.Series:
+    """A column for the file-wide line-number count: integer line numbers as they are (a 10M-line file's
+    would cost seconds as text), everything else as text (:func:`_column_as_text`)."""
+    if col == "line_number" and pa.types.is_integer(arr.type):
+        return pd.Series(arr.to_numpy() if arr.null_count == 0 else pd.array(arr, dtype=pd.Int64Dtype()))
+    return _column_as_text(col, arr)
 
 
 def _whole_chunks(batches: Iterator[pa.RecordBatch], chunk_rows: int, name: str) -> Iterator[pa.Table]:

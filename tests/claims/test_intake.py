@@ -27,7 +27,7 @@ GOOD_NPI = "1234567893"
 BAD_NPI = "1234567890"
 
 
-def good_row(claim: str = "C1", line: int = 1, **over: str) -> str:
+def good_row(claim: str = "C1", line: int | str = 1, **over: str) -> str:
     values = {"claim_id": claim, "line_number": str(line), "patient_id": "1EG4TE5MK73", "rendering_npi": GOOD_NPI,
               "billing_npi": "", "payer": "", "service_date": "2025-03-04", "hcpcs": "99213", "modifiers": "",
               "units": "1", "charge_amount": "125.00", "place_of_service": "11", "locality": "",
@@ -453,6 +453,35 @@ def test_a_line_number_repeated_across_chunks_is_quarantined_on_both_rows(chunke
     assert repeated["claim_id"].tolist() == ["C0", "C0"]
     assert repeated["reason"].str.contains("appears 2 times in claim 'C0'").all()
     assert set(result.quarantine["claim_id"]) == {"C0", "C1", "C3"}
+
+
+def test_file_wide_line_counts_of_typed_parquet_read_as_text_would(tmp_path: Path) -> None:
+    """A big Parquet file's line numbers are counted file-wide before its chunks are validated; typed as
+    integers they are taken as they are, claim ids are trimmed per distinct value. The result must be
+    what the same file with text columns gives: repeats across chunks quarantined on every row,
+    negative and missing line numbers never counted as repeats."""
+    rows = [good_row(f"C{i // 2}", i % 2 + 1) for i in range(16)]
+    rows[9] = good_row(" C1 ", 1)                  # C1 line 1 again (once trimmed), in another chunk
+    rows[12] = good_row("C2", -1)                  # a negative line number: its own reason, no repeat
+    rows[13] = good_row("C2", -1)
+    rows[14] = good_row("C7", "")                  # no line number: its own reason, no repeat
+    text = pd.read_csv(write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(rows) + "\n"), dtype=str,
+                       keep_default_na=False)
+    typed = text.assign(line_number=pd.to_numeric(text["line_number"]).astype("Int64"))
+    results = {}
+    for name, frame in (("text", text), ("typed", typed)):
+        path = tmp_path / f"{name}.parquet"
+        frame.to_parquet(path, index=False, row_group_size=5)
+        results[name] = intake([path], chunk_rows=4)
+    assert pd.api.types.is_integer_dtype(pd.read_parquet(tmp_path / "typed.parquet")["line_number"].dtype)
+    repeated = results["typed"].quarantine[results["typed"].quarantine["reason"].str.contains("times in claim")]
+    assert repeated["source_row"].tolist() == [3, 10]
+    assert repeated["reason"].str.contains("appears 2 times").all()
+    for frame in ("lines", "quarantine"):
+        text_result, typed_result = getattr(results["text"], frame), getattr(results["typed"], frame)
+        text_result, typed_result = (f.drop(columns=["source_file", "raw"], errors="ignore")
+                                     for f in (text_result, typed_result))
+        pd.testing.assert_frame_equal(typed_result, text_result)
 
 
 def test_stream_hands_out_chunks_with_running_line_uids(chunked_file: Path) -> None:
