@@ -261,6 +261,12 @@ class LaterSheet:
 
 def _encode_text(col: Column, sst: SharedStrings) -> pa.Array:
     """Shared-string index per row (int64, null for missing); only distinct values are stored."""
+    return _shared_indexes(*_text_codes(col), sst)
+
+
+def _text_codes(col: Column) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """A text column's code per row (-1: missing), its distinct texts (neutralised) and which of
+    those are empty (one more, True, for code -1). Touches no shared state: columns can run in parallel."""
     values = col.values
     series = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -281,6 +287,11 @@ def _encode_text(col: Column, sst: SharedStrings) -> pa.Array:
         uniques = neutralise_arrow(uniques)
     empty = np.append(pc.fill_null(pc.equal(uniques, ""), True).to_numpy(zero_copy_only=False), True) \
         if len(uniques) else np.array([True])
+    return codes, uniques, empty
+
+
+def _shared_indexes(codes: np.ndarray, uniques: pa.Array, empty: np.ndarray, sst: SharedStrings) -> pa.Array:
+    """The distinct texts added to the shared strings; each row's index into them (null: empty cell)."""
     base = sst.add_distinct(uniques)
     idx = codes.astype(np.int64) + base
     mask = (codes < 0) | empty[codes]
@@ -300,6 +311,23 @@ def encode_column(col: Column, sst: SharedStrings) -> pa.Array:
         else:
             col.payload = _encode_number(col)
     return col.payload
+
+
+def encode_columns(columns: Sequence[Column], sst: SharedStrings) -> None:
+    """:func:`encode_column` of each column, the factorizing and number conversions on two threads
+    (Arrow's hashing releases the GIL; ~2 s for a 10M-line night's flags); the shared strings get each
+    column's texts in column order, exactly as one column after another would."""
+    todo = [c for c in columns if c.payload is None]
+
+    def prepare(col: Column) -> Any:
+        if col.kind in ("text", "wrap"):
+            return _text_codes(col)
+        return _encode_date(col) if col.kind == "date" else _encode_number(col)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="xlsx-encode") as pool:
+        prepared = list(pool.map(prepare, todo))
+    for col, done in zip(todo, prepared, strict=True):
+        col.payload = _shared_indexes(*done, sst) if col.kind in ("text", "wrap") else done
 
 
 def _format_scalar(v: Any) -> str:
@@ -420,36 +448,50 @@ def _split_sheet_xml(plan: _TablePlan, parts: list[_TablePlan], split: SheetSpli
 
     Per slice of rows, the cells of the columns after the split column are joined once; the sheet's
     rows and each part's rows (a take of those cells) are then one more join of a few pieces each.
+    Slices are laid out two at a time (Arrow releases the GIL) and handed on in order.
     """
     frames = [_sheet_frame(p) for p in (plan, *parts)]
     for slot, (head, _, _) in enumerate(frames):
         yield slot, head
     k = split.column
     left, key, right = plan.columns[:k], plan.columns[k], plan.columns[k + 1:]
-    wanted = [p.nrows for p in parts]
-    done = [0] * len(parts)
+    wanted = np.array([p.nrows for p in parts], dtype=np.int64)
     last = [int(np.flatnonzero(split.codes == p)[n - 1]) if n else -1 for p, n in enumerate(wanted)]
     end = max(plan.nrows, max(last, default=-1) + 1)
     # slices end at the sheet's own cap, so each slice is either all in the sheet or all past it
     bounds = [*range(0, plan.nrows, SHEET_CHUNK_ROWS), *range(plan.nrows, end, SHEET_CHUNK_ROWS), end]
-    for start, stop in pairwise(bounds):
-        if start >= stop:
-            continue
+    slices = [(start, stop) for start, stop in pairwise(bounds) if start < stop]
+    # each part's rows in the slices before each slice: where its row numbers start there
+    per_slice = np.array([np.bincount(split.codes[a:b][split.codes[a:b] >= 0], minlength=len(parts))
+                          for a, b in slices], dtype=np.int64).reshape(len(slices), len(parts))
+    before = np.cumsum(per_slice, axis=0) - per_slice
+
+    def lay_out(i: int) -> list[tuple[int, memoryview]]:
+        start, stop = slices[i]
         left_cells = _cell_parts(left, start, stop)
         right_cells = _join(_cell_parts(right, start, stop))
+        out = []
         if start < plan.nrows:
-            yield 0, _row_join(start, [*left_cells, *_cell_parts([key], start, stop), right_cells])
+            out.append((0, _row_join(start, [*left_cells, *_cell_parts([key], start, stop), right_cells])))
         codes = split.codes[start:stop]
         order = np.argsort(codes, kind="stable")
-        bounds_by_part = np.searchsorted(codes[order], np.arange(len(parts) + 1))
+        firsts = np.searchsorted(codes[order], np.arange(len(parts) + 1))
         for p in range(len(parts)):
-            take = min(int(bounds_by_part[p + 1] - bounds_by_part[p]), wanted[p] - done[p])
-            if take <= 0:
-                continue
-            rows = pa.array(order[bounds_by_part[p]: bounds_by_part[p] + take])
-            cells = [c if isinstance(c, str) else c.take(rows) for c in (*left_cells, right_cells)]
-            yield p + 1, _row_join(done[p], cells)
-            done[p] += take
+            take = min(int(firsts[p + 1] - firsts[p]), int(wanted[p] - before[i, p]))
+            if take > 0:
+                rows = pa.array(order[firsts[p]: firsts[p] + take])
+                cells = [c if isinstance(c, str) else c.take(rows) for c in (*left_cells, right_cells)]
+                out.append((p + 1, _row_join(int(before[i, p]), cells)))
+        return out
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="xlsx-layout") as pool:
+        ahead: deque[Future[list[tuple[int, memoryview]]]] = deque()
+        for i in range(len(slices)):
+            ahead.append(pool.submit(lay_out, i))
+            if len(ahead) > 2:
+                yield from ahead.popleft().result()
+        while ahead:
+            yield from ahead.popleft().result()
     for slot, (_, tail, _) in enumerate(frames):
         yield slot, tail
 
@@ -903,8 +945,7 @@ def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict
     ordered = sort_flags(flags).reset_index(drop=True)
     sst = SharedStrings()
     columns = _flag_columns(ordered)
-    for col in columns:
-        encode_column(col, sst)
+    encode_columns(columns, sst)
     first = (LaterSheet("Summary", lambda: summary_sheet(summary())) if callable(summary)
              else summary_sheet(summary))
     flags_sheet = TableSheet("Flags", columns)
