@@ -6,7 +6,9 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from scrubber.pipeline import run_scrub
+import pytest
+
+from scrubber.pipeline import RunResult, run_scrub
 from scrubber.settings import Settings
 from scrubber.store import LocalStore
 
@@ -16,14 +18,19 @@ C2,1,P2,1234567893,2025-11-14,99213,1,11,120.00
 """
 
 
-def test_a_line_no_loaded_release_covers_is_flagged_and_the_rest_scrubbed(rvu25d_store, tmp_path: Path) -> None:
-    """A line dated before every loaded release has no RVU release: it must be flagged, not crash the run."""
+def _scrub_sample(rvu25d_store: LocalStore, tmp_path: Path) -> RunResult:
+    """run_scrub of CLAIMS in a fresh store holding the RVU25D reference data; the report in tmp_path/report."""
     root = tmp_path / "store"
     shutil.copytree(rvu25d_store.root / "reference", root / "reference")
     claims = tmp_path / "claims.csv"
     claims.write_text(CLAIMS)
-    result = run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
-                       settings=Settings.from_env(store=str(root)))
+    return run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
+                     settings=Settings.from_env(store=str(root)))
+
+
+def test_a_line_no_loaded_release_covers_is_flagged_and_the_rest_scrubbed(rvu25d_store, tmp_path: Path) -> None:
+    """A line dated before every loaded release has no RVU release: it must be flagged, not crash the run."""
+    result = _scrub_sample(rvu25d_store, tmp_path)
     assert result.summary["counts"]["scrubbed_lines"] == 2
     lines = result.lines.set_index("claim_id")
     assert lines.loc["C1", "expected_allowed"] != lines.loc["C1", "expected_allowed"]  # NaN: nothing to price
@@ -35,7 +42,6 @@ def test_a_line_no_loaded_release_covers_is_flagged_and_the_rest_scrubbed(rvu25d
 def test_an_error_writing_lines_on_the_side_thread_reaches_the_run(tmp_path: Path) -> None:
     """A shard's lines are written on a side thread; its failure must stop the run, never be lost."""
     import pandas as pd
-    import pytest
 
     from scrubber.pipeline import RunOutput, RunSpec
 
@@ -53,43 +59,29 @@ def test_history_still_being_encoded_when_the_report_is_written_must_succeed_bef
         rvu25d_store, tmp_path: Path, monkeypatch) -> None:
     """History is encoded on its own thread, after lines.parquet, while the report is written; if it
     fails, the run fails with no summary.json (the report never counts as written) and no history."""
-    import pytest
-
     from scrubber.history import HistoryWriter
 
     def broken(self, _lines):
         raise OSError("history disk full")
 
     monkeypatch.setattr(HistoryWriter, "add", broken)
-    root = tmp_path / "store"
-    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
-    claims = tmp_path / "claims.csv"
-    claims.write_text(CLAIMS)
     with pytest.raises(OSError, match="history disk full"):
-        run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
-                  settings=Settings.from_env(store=str(root)))
+        _scrub_sample(rvu25d_store, tmp_path)
     assert not (tmp_path / "report" / "summary.json").exists()
-    assert not (root / "history").exists() or not list((root / "history").rglob("*.parquet"))
+    assert not list((tmp_path / "store").rglob("history/**/*.parquet"))
 
 
 def test_an_error_in_a_family_checked_beside_pricing_reaches_the_run(rvu25d_store, tmp_path: Path,
                                                                       monkeypatch) -> None:
     """The families that need no pricing are checked on a side thread (CheckPlan); a check that fails
     there stops the run with the family named, and leaves no report."""
-    import pytest
-
     from scrubber.checks import units
 
     def broken(_ctx):
         raise RuntimeError("units check broke")
 
     monkeypatch.setattr(units, "check", broken)
-    root = tmp_path / "store"
-    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
-    claims = tmp_path / "claims.csv"
-    claims.write_text(CLAIMS)
     with pytest.raises(RuntimeError, match="units check broke") as failure:
-        run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
-                  settings=Settings.from_env(store=str(root)))
+        _scrub_sample(rvu25d_store, tmp_path)
     assert any("check family 'units'" in note for note in failure.value.__notes__)
     assert not (tmp_path / "report" / "summary.json").exists()
