@@ -33,6 +33,11 @@ Other rules:
   denies (e.g. J2001 is also the column 2 code of real edits with 20552/20553/20610).
 - STATUS-T-BUNDLED: a status T line when another line of the same patient/day/provider has status A,
   R or C (another fee-schedule-payable service; two T codes alone do not bundle each other).
+- ADDON-NO-PRIMARY: an add-on code (PPRRVU global days ZZZ) with no other service of the same patient,
+  date and provider (batch or sent earlier that day) that is not itself an add-on. NCCI pays an add-on
+  only with its primary service by the same practitioner (billing-domain 4.4, CARC B15). Which primaries
+  are acceptable for which add-on is NCCI's add-on code edit file, not loaded here: any other service
+  counts (and a code without RVUs too), so this flags only the add-on that has nothing to go with.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ FAMILY = "bundling"
 #: since this date Part B accepts 59/X{EPSU} on either line of the pair (CR 11168, billing-domain 3.6/4.3)
 EITHER_LINE_FROM = "2019-07-01"
 BUNDLED_STATUSES: tuple[str, ...] = ("B", "P")
+#: PPRRVU global days of an add-on code (billing-domain 1.7: always inside the primary's global period)
+ADD_ON_GLOBAL = "ZZZ"
 #: statuses that are "another payable fee-schedule service" for a status T line
 PAYABLE_FOR_T: tuple[str, ...] = ("A", "R", "C")
 #: anatomic modifier families: two lines are distinguished by different members of one family
@@ -484,8 +491,28 @@ def _status_t(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
     return make_result(el.uid[t], "STATUS-T-BUNDLED", detail=detail, **el.related(p))
 
 
+def _add_on_without_primary(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
+    is_add_on = text_in(ctx, "global_days", {ADD_ON_GLOBAL})
+    if not is_add_on.any():
+        return empty_result()
+    glob_h = (el.hist["global_days"].astype("str").str.strip().to_numpy(dtype=object)
+              if el.hist is not None and "global_days" in el.hist else np.full(len(el.h_rows), None, object))
+    add_on = np.concatenate([is_add_on, glob_h == ADD_ON_GLOBAL])
+    # a same-day group has a primary when one of its services is not an add-on (group -1: no group)
+    has_primary = np.zeros(int(el.group.max(initial=-1)) + 2, dtype=bool)
+    has_primary[el.group[~add_on & (el.group >= 0)]] = True
+    targets = np.flatnonzero(el.is_batch & add_on & (el.group >= 0))
+    alone = targets[~has_primary[el.group[targets]]]
+    if not len(alone):
+        return empty_result()
+    n_add_ons = np.bincount(el.group[alone], minlength=len(has_primary))[el.group[alone]]
+    detail = np.where(n_add_ons > 1, "only add-on codes are billed that day", "no other service is billed that day")
+    return make_result(el.uid[alone], "ADDON-NO-PRIMARY", detail=detail)
+
+
 def check(ctx: CheckContext) -> pd.DataFrame:
-    """PTP-IND0, PTP-IND1, PTP-BYPASS, BUNDLED-STATUS, BUNDLED-SUPPLY and STATUS-T-BUNDLED flags."""
+    """PTP-IND0, PTP-IND1, PTP-BYPASS, BUNDLED-STATUS, BUNDLED-SUPPLY, STATUS-T-BUNDLED and
+    ADDON-NO-PRIMARY flags."""
     if ctx.lines.empty:
         return empty_result()
     el = _elements(ctx)
@@ -495,4 +522,4 @@ def check(ctx: CheckContext) -> pd.DataFrame:
         # a supply line already denied by an NCCI edit needs no second flag (and no second amount at risk)
         denied = ptp.loc[ptp["rule_id"].isin(["PTP-IND0", "PTP-IND1"]), "line_uid"].to_numpy()
         supply = supply[~member(supply["line_uid"].to_numpy(), denied)]
-    return concat_results([ptp, _bundled_status(ctx), supply, _status_t(ctx, el)])
+    return concat_results([ptp, _bundled_status(ctx), supply, _status_t(ctx, el), _add_on_without_primary(ctx, el)])

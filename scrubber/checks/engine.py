@@ -948,7 +948,7 @@ class LineModifiers:
 #: the history columns the same-day families read (history frames may carry many more)
 HISTORY_FIELDS: tuple[str, ...] = ("run_id", "line_uid", "claim_id", "line_number", "patient_id", "rendering_npi",
                                    "billing_npi", "service_date", "hcpcs", "modifiers", "modifier_1", "modifier_2",
-                                   "modifier_3", "modifier_4", "units", "status_code", "charge_amount")
+                                   "modifier_3", "modifier_4", "units", "status_code", "global_days", "charge_amount")
 
 
 def history_rows(ctx: CheckContext, rows: np.ndarray) -> pd.DataFrame:

@@ -59,6 +59,10 @@ PPRRVU_ROWS: dict[str, tuple[str, str, str, bool, str, str, str, str, str]] = {
     "96372": ("A", "XXX", "5", True, "0", "0", "0", "0", "0"),
     "99213": ("A", "XXX", "0", False, "0", "0", "0", "0", "0"),
     "99214": ("A", "XXX", "0", False, "0", "0", "0", "0", "0"),
+    "11045": ("A", "ZZZ", "0", False, "0", "0", "0", "0", "0"),
+    "99291": ("A", "XXX", "0", False, "0", "0", "0", "0", "0"),
+    "99292": ("A", "ZZZ", "0", False, "0", "0", "0", "0", "0"),
+    "G2211": ("A", "ZZZ", "0", False, "0", "0", "0", "0", "0"),
 }
 #: statuses of other codes used in tests (billing-domain 1.5 examples); indicators default to 0/XXX
 STATUS_OF: dict[str, str] = {

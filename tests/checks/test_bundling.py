@@ -197,6 +197,36 @@ def test_status_t_with_another_payable_service():
     assert flags(make_lines([{"hcpcs": "96523"}, {"hcpcs": "36591"}]), make_ptp([])).empty
 
 
+def test_add_on_code_needs_a_primary_service_by_the_same_provider_that_day():
+    """ADDON-NO-PRIMARY (billing-domain 4.4): 11045, 99292 and G2211 are add-ons (global ZZZ, RVU25D)."""
+    none = make_ptp([])
+    # with its primary, or with any other service of the day (the acceptable-primary file is not loaded)
+    assert flags(make_lines([{"hcpcs": "11042"}, {"hcpcs": "11045"}]), none).empty
+    assert flags(make_lines([{"hcpcs": "99291"}, {"hcpcs": "99292", "units": 2}]), none).empty
+    assert flags(make_lines([{"hcpcs": "99213"}, {"hcpcs": "G2211"}]), none).empty
+    # alone; only add-ons that day; the primary by another provider or on another day
+    res = flags(make_lines([{"hcpcs": "99292"}]), none)
+    assert hits(res) == [(0, "ADDON-NO-PRIMARY", None)]
+    assert res["detail"].tolist() == ["no other service is billed that day"]
+    res = flags(make_lines([{"hcpcs": "11045"}, {"hcpcs": "G2211"}]), none)
+    assert hits(res) == [(0, "ADDON-NO-PRIMARY", None), (1, "ADDON-NO-PRIMARY", None)]
+    assert set(res["detail"]) == {"only add-on codes are billed that day"}
+    other_npi = make_lines([{"hcpcs": "11042", "rendering_npi": "1245319599"}, {"hcpcs": "11045"}])
+    assert hits(flags(other_npi, none)) == [(1, "ADDON-NO-PRIMARY", None)]
+    other_day = make_lines([{"hcpcs": "99291", "service_date": "2025-03-13"}, {"hcpcs": "99292"}])
+    assert hits(flags(other_day, none)) == [(1, "ADDON-NO-PRIMARY", None)]
+
+
+def test_add_on_whose_primary_was_sent_earlier_that_day_is_paid():
+    none = make_ptp([])
+    hist = make_history([{"hcpcs": "11042", "claim_id": "SENT"}], start_uid=5)
+    assert flags(make_lines([{"hcpcs": "11045"}]), none, history=hist).empty
+    # an add-on sent earlier is no primary
+    hist = make_history([{"hcpcs": "11045", "claim_id": "SENT"}], start_uid=5)
+    assert hits(flags(make_lines([{"hcpcs": "11045", "units": 2}]), none, history=hist)) == [
+        (0, "ADDON-NO-PRIMARY", None)]
+
+
 def test_messages_through_the_engine():
     lines = make_lines([{"hcpcs": "20553", "claim_id": "CLM1"}, {"hcpcs": "20552", "claim_id": "CLM1"}])
     out = run_checks(make_context(lines, ptp=PTP), run_id="R", families=["bundling"])
