@@ -56,6 +56,7 @@ RULES: dict[str, tuple[str, str]] = {
     "BUNDLED-STATUS": ("bundling", "deny"),
     "BUNDLED-SUPPLY": ("bundling", "deny"),
     "STATUS-T-BUNDLED": ("bundling", "deny"),
+    "ADDON-NO-PRIMARY": ("bundling", "deny"),
     "EM-NO25": ("modifier25", "deny"),
     "EM-25-NOPROC": ("modifier25", "review"),
     "MOD25-NON-EM": ("modifier25", "deny"),
@@ -936,6 +937,17 @@ class _ScenarioBuilder:
         return [_SClaim(pid, self.provider("family_medicine"), self.day(), "11",
                         [_SLine(em), _SLine(t_code, (), 1, ("STATUS-T-BUNDLED",), f"status T {t_code} with {em}")])]
 
+    def add_on_alone(self, pid: int) -> list[_SClaim] | None:
+        ref = self.ref
+        # clean lines never use add-ons alone (line_ok refuses global ZZZ): one office add-on, nothing else
+        add_on = self.first("add_on", ["G2211", "11045", "17003"],
+                            lambda c: ref.global_days(c) == "ZZZ" and ref.status(c) == "A"
+                            and not ref.row(c)["nonfacility_na"] and c not in FREQUENCY_LIMITED_CODES)
+        if add_on is None:
+            return None
+        return [_SClaim(pid, self.provider("family_medicine"), self.day(), "11",
+                        [_SLine(add_on, (), 1, ("ADDON-NO-PRIMARY",), f"add-on {add_on} with no primary service")])]
+
     def em_no25(self, pid: int) -> list[_SClaim] | None:
         ref = self.ref
         em = self.first("em_office", ["99213", "99214", "99212"], lambda c: ref.line_ok(c, (), "11"))
@@ -1123,6 +1135,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "bundled_status": ("bundled_status", "BUNDLED-STATUS"),
     "bundled_supply": ("bundled_supply", "BUNDLED-SUPPLY"),
     "status_t": ("status_t", "STATUS-T-BUNDLED"),
+    "add_on_alone": ("add_on_alone", "ADDON-NO-PRIMARY"),
     "em_no25": ("em_no25", "EM-NO25"),
     "em_25_noproc": ("em_25_noproc", "EM-25-NOPROC"),
     "mod25_non_em": ("mod25_non_em", "MOD25-NON-EM"),
@@ -1152,6 +1165,7 @@ SCENARIO_CODES: frozenset[str] = frozenset({
     "11300", "20551", "11200", "99070", "A4550", "J2003", "J2004", "J2002", "J2001", "20605", "20600", "20550",
     "94760", "94761", "96523", "36591", "99213", "99214", "99212", "99215", "69210", "27447", "27130", "29881",
     "23412", "64721", "93005", "G0439", "99243", "99242", "99244", "99417", "99396", "99395", "99397", "99401",
+    "G2211", "11045", "17003",
 })
 
 #: The call that builds data/claims/sample_claims.csv from the demo sample release (plus its tables).
