@@ -254,7 +254,9 @@ def _sample_nights(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     claims = pd.read_csv(repo / "data" / "claims" / "sample_claims.csv", dtype=str, keep_default_na=False)
-    first = claims["claim_id"] < "C000000090"
+    key = pd.read_csv(repo / "data" / "claims" / "sample_answer_key.csv", dtype=str, keep_default_na=False)
+    # night 2 starts at the repeated new-patient visit, so its earlier visit is history (a frequency hit)
+    first = claims["claim_id"] < key.loc[key["rule_id"] == "FREQ-NEW-PATIENT", "claim_id"].min()
     paths = []
     resent = claims[claims["claim_id"] == claims["claim_id"].iloc[0]]  # sent again on night 2: DUP-HISTORY
     for name, part in (("night1.csv", claims[first]), ("night2.csv", pd.concat([claims[~first], resent]))):
