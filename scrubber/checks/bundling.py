@@ -505,7 +505,8 @@ def _add_on_without_primary(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
     alone = targets[~has_primary[el.group[targets]]]
     if not len(alone):
         return empty_result()
-    n_add_ons = np.bincount(el.group[alone], minlength=len(has_primary))[el.group[alone]]
+    grouped_add_ons = el.group[add_on & (el.group >= 0)]   # batch and earlier that day
+    n_add_ons = np.bincount(grouped_add_ons, minlength=len(has_primary))[el.group[alone]]
     detail = np.where(n_add_ons > 1, "only add-on codes are billed that day", "no other service is billed that day")
     return make_result(el.uid[alone], "ADDON-NO-PRIMARY", detail=detail)
 

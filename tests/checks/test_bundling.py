@@ -223,8 +223,9 @@ def test_add_on_whose_primary_was_sent_earlier_that_day_is_paid():
     assert flags(make_lines([{"hcpcs": "11045"}]), none, history=hist).empty
     # an add-on sent earlier is no primary
     hist = make_history([{"hcpcs": "11045", "claim_id": "SENT"}], start_uid=5)
-    assert hits(flags(make_lines([{"hcpcs": "11045", "units": 2}]), none, history=hist)) == [
-        (0, "ADDON-NO-PRIMARY", None)]
+    res = flags(make_lines([{"hcpcs": "11045", "units": 2}]), none, history=hist)
+    assert hits(res) == [(0, "ADDON-NO-PRIMARY", None)]
+    assert res["detail"].tolist() == ["only add-on codes are billed that day"]
 
 
 def test_messages_through_the_engine():
