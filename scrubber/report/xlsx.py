@@ -259,11 +259,6 @@ class LaterSheet:
     make: Callable[[], GridSheet]
 
 
-def _encode_text(col: Column, sst: SharedStrings) -> pa.Array:
-    """Shared-string index per row (int64, null for missing); only distinct values are stored."""
-    return _shared_indexes(*_text_codes(col), sst)
-
-
 def _text_codes(col: Column) -> tuple[np.ndarray, pa.Array, np.ndarray]:
     """A text column's code per row (-1: missing), its distinct texts (neutralised) and which of
     those are empty (one more, True, for code -1). Touches no shared state: columns can run in parallel."""
@@ -304,12 +299,7 @@ def encode_column(col: Column, sst: SharedStrings) -> pa.Array:
     Encoded once, a column can be laid out on several sheets with ``payload.take(rows)``.
     """
     if col.payload is None:
-        if col.kind in ("text", "wrap"):
-            col.payload = _encode_text(col, sst)
-        elif col.kind == "date":
-            col.payload = _encode_date(col)
-        else:
-            col.payload = _encode_number(col)
+        col.payload = _payload(col, _prepared(col), sst)
     return col.payload
 
 
@@ -318,16 +308,23 @@ def encode_columns(columns: Sequence[Column], sst: SharedStrings) -> None:
     (Arrow's hashing releases the GIL; ~2 s for a 10M-line night's flags); the shared strings get each
     column's texts in column order, exactly as one column after another would."""
     todo = [c for c in columns if c.payload is None]
-
-    def prepare(col: Column) -> Any:
-        if col.kind in ("text", "wrap"):
-            return _text_codes(col)
-        return _encode_date(col) if col.kind == "date" else _encode_number(col)
-
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="xlsx-encode") as pool:
-        prepared = list(pool.map(prepare, todo))
+        prepared = list(pool.map(_prepared, todo))
     for col, done in zip(todo, prepared, strict=True):
-        col.payload = _shared_indexes(*done, sst) if col.kind in ("text", "wrap") else done
+        col.payload = _payload(col, done, sst)
+
+
+def _prepared(col: Column) -> Any:
+    """What encoding a column needs that touches no shared state: a text column's codes and distinct
+    texts (:func:`_text_codes`), else the payload itself."""
+    if col.kind in ("text", "wrap"):
+        return _text_codes(col)
+    return _encode_date(col) if col.kind == "date" else _encode_number(col)
+
+
+def _payload(col: Column, prepared: Any, sst: SharedStrings) -> pa.Array:
+    """The payload from :func:`_prepared`: a text column's texts go into the shared strings here."""
+    return _shared_indexes(*prepared, sst) if col.kind in ("text", "wrap") else prepared
 
 
 def _format_scalar(v: Any) -> str:
@@ -443,16 +440,15 @@ def _table_sheet_xml(plan: _TablePlan) -> tuple[Iterator[bytes | memoryview], st
 
 
 def _split_sheet_xml(plan: _TablePlan, parts: list[_TablePlan], split: SheetSplit
-                     ) -> Iterator[tuple[int, bytes | memoryview]]:
-    """The XML of a split sheet (slot 0) and of its parts (slot p + 1) as (slot, piece), in one pass.
+                     ) -> tuple[Iterator[tuple[int, bytes | memoryview]], list[str]]:
+    """The XML of a split sheet (slot 0) and of its parts (slot p + 1) as a stream of (slot, piece), in
+    one pass, and their autofilter ranges.
 
     Per slice of rows, the cells of the columns after the split column are joined once; the sheet's
     rows and each part's rows (a take of those cells) are then one more join of a few pieces each.
     Slices are laid out two at a time (Arrow releases the GIL) and handed on in order.
     """
     frames = [_sheet_frame(p) for p in (plan, *parts)]
-    for slot, (head, _, _) in enumerate(frames):
-        yield slot, head
     k = split.column
     left, key, right = plan.columns[:k], plan.columns[k], plan.columns[k + 1:]
     wanted = np.array([p.nrows for p in parts], dtype=np.int64)
@@ -484,16 +480,21 @@ def _split_sheet_xml(plan: _TablePlan, parts: list[_TablePlan], split: SheetSpli
                 out.append((p + 1, _row_join(int(before[i, p]), cells)))
         return out
 
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="xlsx-layout") as pool:
-        ahead: deque[Future[list[tuple[int, memoryview]]]] = deque()
-        for i in range(len(slices)):
-            ahead.append(pool.submit(lay_out, i))
-            if len(ahead) > 2:
+    def pieces() -> Iterator[tuple[int, bytes | memoryview]]:
+        for slot, (head, _, _) in enumerate(frames):
+            yield slot, head
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="xlsx-layout") as pool:
+            ahead: deque[Future[list[tuple[int, memoryview]]]] = deque()
+            for i in range(len(slices)):
+                ahead.append(pool.submit(lay_out, i))
+                if len(ahead) > 2:
+                    yield from ahead.popleft().result()
+            while ahead:
                 yield from ahead.popleft().result()
-        while ahead:
-            yield from ahead.popleft().result()
-    for slot, (_, tail, _) in enumerate(frames):
-        yield slot, tail
+        for slot, (_, tail, _) in enumerate(frames):
+            yield slot, tail
+
+    return pieces(), [ref for _, _, ref in frames]
 
 
 def _cell_parts(columns: list[Column], start: int, stop: int) -> list[Any]:
@@ -662,10 +663,9 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
         """Sheet ``i`` deflated (and its parts after it, when split)."""
         plan = plans.get(i)
         if i in parts:
-            split = order[i].split  # type: ignore[union-attr]
-            refs = [_sheet_frame(p)[2] for p in (plan, *parts[i])]
+            slot_pieces, refs = _split_sheet_xml(plan, parts[i], order[i].split)  # type: ignore[union-attr]
             return [(*member, ref) for member, ref in
-                    zip(_deflate_slots(_split_sheet_xml(plan, parts[i], split), len(refs)), refs, strict=True)]
+                    zip(_deflate_slots(slot_pieces, len(refs)), refs, strict=True)]
         pieces, ref = _table_sheet_xml(plan) if plan is not None else (iter([grids[i]]), None)
         return [(*_deflate_pieces(pieces), ref)]
 
@@ -741,6 +741,26 @@ def write_workbook(sheets: list[TableSheet | GridSheet | LaterSheet], sst: Share
     return _zip(members)
 
 
+class _Deflating:
+    """One zip member deflated piece by piece (raw deflate, fast level): its deflated pieces, CRC-32 and
+    size. Only one piece of the (uncompressed, ~6x larger) XML is held at a time, and the compressed
+    pieces are joined only once, into the zip archive."""
+
+    def __init__(self) -> None:
+        self._comp = _deflate.compressobj(1, zlib.DEFLATED, -15)
+        self._out: list[bytes] = []
+        self._crc = self._size = 0
+
+    def add(self, piece: bytes | memoryview) -> None:
+        self._out.append(self._comp.compress(piece))
+        self._crc = _deflate.crc32(piece, self._crc)
+        self._size += len(piece)
+
+    def finish(self) -> tuple[list[bytes], int, int]:
+        self._out.append(self._comp.flush())
+        return self._out, self._crc, self._size
+
+
 def _deflate_slots(pieces: Iterable[tuple[int, bytes | memoryview]], slots: int
                    ) -> list[tuple[list[bytes], int, int]]:
     """:func:`_deflate_pieces` of several members whose pieces come interleaved as (member, piece).
@@ -748,44 +768,25 @@ def _deflate_slots(pieces: Iterable[tuple[int, bytes | memoryview]], slots: int
     The pieces are deflated on a thread of their own while the caller's thread makes the next ones
     (both release the GIL); a few pieces at most wait, so memory stays bounded.
     """
-    comps = [_deflate.compressobj(1, zlib.DEFLATED, -15) for _ in range(slots)]
-    outs: list[list[bytes]] = [[] for _ in range(slots)]
-    crcs, sizes = [0] * slots, [0] * slots
-
-    def deflate(slot: int, piece: bytes | memoryview) -> None:
-        outs[slot].append(comps[slot].compress(piece))
-        crcs[slot] = _deflate.crc32(piece, crcs[slot])
-        sizes[slot] += len(piece)
-
+    members = [_Deflating() for _ in range(slots)]
     waiting: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deflate") as deflater:  # one: pieces in order
         for slot, piece in pieces:
-            waiting.append(deflater.submit(deflate, slot, piece))
+            waiting.append(deflater.submit(members[slot].add, piece))
             while len(waiting) > _DEFLATE_QUEUE or (waiting and waiting[0].done()):
                 waiting.popleft().result()
         for future in waiting:
             future.result()
-    for slot in range(slots):
-        outs[slot].append(comps[slot].flush())
-    return list(zip(outs, crcs, sizes, strict=True))
+    return [member.finish() for member in members]
 
 
 def _deflate_pieces(pieces: Iterable[bytes | memoryview]) -> tuple[list[bytes], int, int]:
-    """Raw deflate stream (fast level, as a list of pieces), CRC-32 and size of a zip member.
-
-    The member comes as a stream of pieces and is compressed as it comes: only one piece of the
-    (uncompressed, ~6x larger) XML is held at a time, and the compressed pieces are joined only once,
-    into the zip archive.
-    """
-    comp = _deflate.compressobj(1, zlib.DEFLATED, -15)
-    out: list[bytes] = []
-    crc = size = 0
+    """Raw deflate stream (fast level, as a list of pieces), CRC-32 and size of a zip member, compressed
+    as the pieces come (:class:`_Deflating`)."""
+    member = _Deflating()
     for piece in pieces:
-        out.append(comp.compress(piece))
-        crc = _deflate.crc32(piece, crc)
-        size += len(piece)
-    out.append(comp.flush())
-    return out, crc, size
+        member.add(piece)
+    return member.finish()
 
 
 def _zip(members: list[tuple[str, list[bytes], int, int]]) -> bytes:
@@ -952,11 +953,11 @@ def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict
     if len(ordered) and "rule_family" in ordered.columns:
         fam_codes, fam_values = pd.factorize(ordered["rule_family"])
         families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))
-        # part p: the family sorted p-th (codes of missing or non-text families: in no part)
-        part_of = np.full(len(fam_values) + 1, -1, dtype=np.int64)
-        part_of[[code for _, code in families]] = np.arange(len(families))
-        family_column = [name for name, *_ in _present(ordered)].index("rule_family")
         if families:
+            # part p: the family sorted p-th (codes of missing or non-text families: in no part)
+            part_of = np.full(len(fam_values) + 1, -1, dtype=np.int64)
+            part_of[[code for _, code in families]] = np.arange(len(families))
+            family_column = [name for name, *_ in _present(ordered)].index("rule_family")
             flags_sheet.split = SheetSplit(family_column, part_of[fam_codes], [f for f, _ in families])
     sheets: list[TableSheet | GridSheet | LaterSheet] = [first, flags_sheet]
     return write_workbook(sheets, sst)
