@@ -389,13 +389,13 @@ def _ptp_results(ctx: CheckContext, el: _Elements, pl: np.ndarray, pr: np.ndarra
     return make_result(el.uid[pr], np.array(PTP_RULES, dtype=object)[rule_code], detail=detail, **el.related(pl))
 
 
-def _status(lines: pd.DataFrame | None) -> np.ndarray:
-    """Stripped status codes of history lines ("" where absent)."""
+def _history_text(lines: pd.DataFrame | None, column: str) -> np.ndarray:
+    """Stripped text of a column of history lines ("" where absent)."""
     if lines is None:
         return np.zeros(0, dtype=object)
-    if "status_code" not in lines:
+    if column not in lines:
         return np.full(len(lines), "", dtype=object)
-    s = lines["status_code"]
+    s = lines[column]
     out = s.astype("str").str.strip().to_numpy(dtype=object)
     out[s.isna().to_numpy()] = ""
     return out
@@ -465,7 +465,7 @@ def _status_t(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
     if not is_t.any():
         return empty_result()
     # batch statuses are tested once per distinct value; history ones (a few rows) directly
-    status_h = _status(el.hist)
+    status_h = _history_text(el.hist, "status_code")
     targets = np.flatnonzero(np.concatenate([is_t, np.zeros(len(status_h), bool)]) & (el.group >= 0))
     if not len(targets):
         return empty_result()
@@ -495,9 +495,7 @@ def _add_on_without_primary(ctx: CheckContext, el: _Elements) -> pd.DataFrame:
     is_add_on = text_in(ctx, "global_days", {ADD_ON_GLOBAL})
     if not is_add_on.any():
         return empty_result()
-    glob_h = (el.hist["global_days"].astype("str").str.strip().to_numpy(dtype=object)
-              if el.hist is not None and "global_days" in el.hist else np.full(len(el.h_rows), None, object))
-    add_on = np.concatenate([is_add_on, glob_h == ADD_ON_GLOBAL])
+    add_on = np.concatenate([is_add_on, _history_text(el.hist, "global_days") == ADD_ON_GLOBAL])
     # a same-day group has a primary when one of its services is not an add-on (group -1: no group)
     has_primary = np.zeros(int(el.group.max(initial=-1)) + 2, dtype=bool)
     has_primary[el.group[~add_on & (el.group >= 0)]] = True
