@@ -43,10 +43,12 @@ from scrubber.shards import (
     ParquetSink,
     ShardSpill,
     SideJob,
+    concat_parts,
     estimate_rows,
     parquet_table,
     shard_count,
     stringify,
+    take_rows,
 )
 from scrubber.store import LocalStore, Store
 
@@ -488,7 +490,8 @@ class RunOutput:
         self._history_side.submit(self.history.add, table)
 
     def add_flags(self, flags: pd.DataFrame) -> None:
-        self.flag_parts.append(stringify(flags))
+        # the rule's texts (message, fix, ...) stay categorical until the report order is taken
+        self.flag_parts.append(stringify(flags, keep_text_categoricals=True))
 
     def wait(self) -> None:
         """Until the lines given so far are written to lines.parquet (raises what the writer raised)."""
@@ -497,7 +500,7 @@ class RunOutput:
     def flags(self) -> pd.DataFrame:
         """All flags as one frame (the parts are let go as they are joined: a 10M-line night has ~1.6M)."""
         parts, self.flag_parts = [f for f in self.flag_parts if len(f)] or self.flag_parts[:1], []
-        flags = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        flags = concat_parts(parts)
         self.flag_parts = [flags]
         return flags
 
@@ -547,7 +550,8 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
         # report order (most money, then severity), ties by claim, line and rule whatever the shard order;
         # one permutation, taken once (a take copies every text column), so the report's writers take the
         # frame as it is
-        flags = _take_rows(flags, _report_order(flags))
+        flags = take_rows(flags, _report_order(flags))
+    flags = stringify(flags)  # text categoricals kept through the shards are text from here on
     output.flag_parts = [flags]
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
     # the flag files start now, while the last shard's lines may still be being written on the side thread
@@ -567,14 +571,6 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
     timings["publish"] = time.perf_counter() - t0
     summary["files_written"] = written
     return summary
-
-
-def _take_rows(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-    """``frame.take(rows)`` with a fresh index, the columns taken two at a time (Arrow's take releases
-    the GIL; gathering a 10M-line night's 1.6M flags in report order is a second or more of random reads)."""
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="take") as pool:
-        arrays = list(pool.map(lambda name: frame[name].array.take(rows), frame.columns))
-    return pd.DataFrame(dict(zip(frame.columns, arrays, strict=True)), columns=frame.columns)
 
 
 def _report_order(flags: pd.DataFrame) -> np.ndarray:

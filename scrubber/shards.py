@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from scrubber.claims.readers import PARQUET_ERRORS, sniff_format
 from scrubber.schemas import parquet_dictionary_columns
@@ -60,13 +61,19 @@ def shard_count(rows: int, shard_lines: int = SHARD_LINES) -> int:
     return max(1, -(-rows // shard_lines))
 
 
-def stringify(frame: pd.DataFrame) -> pd.DataFrame:
+def stringify(frame: pd.DataFrame, *, keep_text_categoricals: bool = False) -> pd.DataFrame:
     """Parquet needs one stable type per column: categoricals become plain values (text categories the
     text dtype, written as large_string like the other text columns) and mixed object columns strings
-    (missing stays missing), so merged shards and single runs write the same schema."""
+    (missing stays missing), so merged shards and single runs write the same schema.
+
+    ``keep_text_categoricals``: text categoricals stay as they are (:func:`concat_parts` joins them), for
+    frames that are gathered and reordered before they are written: a row take of codes is cheap, of
+    long texts (a flag's message) it is a random read of hundreds of megabytes."""
     out = frame
     for col in frame.columns:
         s = frame[col]
+        if keep_text_categoricals and _is_text_categorical(s):
+            continue
         if isinstance(s.dtype, pd.CategoricalDtype):  # one Parquet type whatever the shard count
             if out is frame:
                 out = frame.copy(deep=False)  # copy-on-write: replacing columns leaves ``frame`` as is
@@ -86,6 +93,41 @@ def stringify(frame: pd.DataFrame) -> pd.DataFrame:
                     out = frame.copy(deep=False)
                 out[col] = _as_text(s)
     return out
+
+
+def concat_parts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(parts, ignore_index=True)``, but a column that is a text categorical in every part stays
+    one, its categories the sorted union of the parts' (pandas would fall back to objects when the
+    parts' categories differ). Sorted categories keep sorting by the column alphabetical."""
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    joined = {}
+    for name in parts[0].columns:
+        if all(name in p.columns and _is_text_categorical(p[name]) for p in parts):
+            joined[name] = pd.Series(union_categoricals([p[name] for p in parts], sort_categories=True),
+                                     name=name)
+    rest = pd.concat([p.drop(columns=list(joined)) for p in parts], ignore_index=True) if joined else \
+        pd.concat(parts, ignore_index=True)
+    if not joined:
+        return rest
+    columns = list(parts[0].columns) + [c for c in rest.columns if c not in parts[0].columns]
+    return pd.DataFrame({name: joined[name] if name in joined else rest[name] for name in columns},
+                        columns=columns)
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``frame.take(rows)`` with a fresh index, text categoricals coming out as text (:func:`stringify`):
+    a categorical's codes are taken and its texts read from its few categories, instead of long texts
+    gathered from all over memory. Columns go two at a time (Arrow's take releases the GIL)."""
+    def take(name: str) -> pd.api.extensions.ExtensionArray | np.ndarray:
+        column = frame[name]
+        if _is_text_categorical(column):
+            return _text_from_categorical(pd.Series(column.array.take(rows))).array
+        return column.array.take(rows)
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="take") as pool:
+        arrays = list(pool.map(take, frame.columns))
+    return pd.DataFrame(dict(zip(frame.columns, arrays, strict=True)), columns=frame.columns)
 
 
 #: one dictionary type for every text categorical, whatever its number of categories (pandas picks int8 or
