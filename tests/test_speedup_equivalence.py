@@ -33,7 +33,7 @@ from scrubber.claims import readers, validate
 from scrubber.claims.intake import intake
 from scrubber.rules import RuleBook
 from scrubber.settings import Settings
-from scrubber.shards import ParquetSink, ShardSpill, shard_of, stringify
+from scrubber.shards import ParquetSink, ShardSpill, concat_parts, shard_of, stringify, take_rows
 
 
 def _gx_on_every_row(vf: validate._ValidationFrame) -> list[pd.DataFrame]:
@@ -131,6 +131,34 @@ def test_stringify_gives_the_plain_conversions():
         plain = frame[col].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
         pd.testing.assert_series_equal(out[col], plain)
     assert out["text"].tolist() == frame["text"].tolist()
+
+
+def test_flag_parts_joined_as_categories_and_taken_give_the_stringified_concat_and_take():
+    """Shard parts keep their rule texts categorical (each part its own categories, one part missing a
+    value, another with a gap); joined and taken in report order they are what joining and taking the
+    text gives."""
+    rng = np.random.default_rng(7)
+    parts = []
+    for k, texts in enumerate((["b msg", "a msg"], ["c msg"], ["a msg", "d msg", "b msg"])):
+        n = 40 + k
+        values = np.array(texts, dtype=object)[rng.integers(0, len(texts), n)]
+        if k == 2:
+            values[3] = None
+        parts.append(pd.DataFrame({
+            "message": pd.Categorical(values, categories=sorted(texts)),
+            "rule_id": pd.Categorical(["R1"] * n, categories=["R1"]),
+            "claim_id": pd.Series([f"C{k}{i}" for i in range(n)], dtype="str"),
+            "amount": rng.random(n),
+        }))
+    kept = [stringify(p, keep_text_categoricals=True) for p in parts]
+    joined = concat_parts(kept)
+    assert isinstance(joined["message"].dtype, pd.CategoricalDtype)
+    assert list(joined["message"].cat.categories) == ["a msg", "b msg", "c msg", "d msg"]  # sorted union
+    rows = rng.permutation(len(joined))
+    expected = pd.concat([stringify(p) for p in parts], ignore_index=True).take(rows).reset_index(drop=True)
+    got = take_rows(joined, rows)
+    pd.testing.assert_frame_equal(got, expected)
+    assert str(got["message"].dtype) == "str" and got["message"].isna().sum() == 1
 
 
 def test_lines_parquet_from_dictionaries_reads_back_as_the_stringified_frame(tmp_path):
