@@ -146,7 +146,14 @@ def _intake_file(name: str, data: bytes, known: set[str], info: dict,
             info.update(rows=info["rows"] + 1, quarantined=info["quarantined"] + 1)
             yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", "")
             return
-        lines, quarantine = _intake_table(table, known, info, first=first)
+        try:
+            lines, quarantine = _intake_table(table, known, info, first=first)
+        except InputFileError as exc:  # the file-wide line counts a chunk waited for could not be read
+            if first:
+                info.update(rows=1, quarantined=1, error=exc.reason)
+                yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", _preview(data))
+                return
+            raise
         first = False
         info.update(rows=info["rows"] + len(lines) + len(quarantine), accepted=info["accepted"] + len(lines),
                     quarantined=info["quarantined"] + len(quarantine))

@@ -856,18 +856,22 @@ def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: d
     errors.append(_mask_errors(vf, service_dates.gather((dates > latest).to_numpy(), False), "service_date",
                                f"in the future (after {latest.date().isoformat()})"))
 
-    # line_number unique within claim, counted over the whole file (a chunk gets the file's counts)
-    times = table.line_counts if table.line_counts is not None else _pair_counts(
-        vf["claim_id"], vf["line_number_num"])
+    repeats_at = len(errors)  # where the repeated line numbers go among the reasons, worked out last
+    mod_errors, canon_mods, mod_combination = _check_modifier_combinations(vf, known, set(frame.columns))
+    errors += mod_errors
+    lines = _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination)
+
+    # line_number unique within claim, counted over the whole file (a chunk gets the file's counts, which
+    # a big file's first chunk may still be waiting for: asked for last)
+    times = table.file_line_counts()
+    if times is None:
+        times = _pair_counts(vf["claim_id"], vf["line_number_num"])
     dup = times > 1
     if dup.any():
         reason = ("appears " + pd.Series(times, dtype="Int64").astype("str") + " times in claim '"
                   + vf["claim_id"].fillna("") + "'")
-        errors.append(_mask_errors(vf, dup, "line_number", reason))
-
-    mod_errors, canon_mods, mod_combination = _check_modifier_combinations(vf, known, set(frame.columns))
-    errors += mod_errors
-    return _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination), errors
+        errors.insert(repeats_at, _mask_errors(vf, dup, "line_number", reason))
+    return lines, errors
 
 
 def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.DataFrame,

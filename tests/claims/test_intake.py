@@ -484,6 +484,31 @@ def test_file_wide_line_counts_of_typed_parquet_read_as_text_would(tmp_path: Pat
         pd.testing.assert_frame_equal(typed_result, text_result)
 
 
+def test_a_big_parquet_file_whose_line_numbers_cannot_be_counted_is_quarantined_whole(tmp_path: Path) -> None:
+    """The file-wide line count of a big Parquet file is still running while its first chunk is
+    validated; when the count cannot read the file (a damaged claim_id page in the last row group),
+    the file is one quarantine row with the reason, as for a file that cannot be read at all."""
+    rows = [good_row(f"C{i // 2}", i % 2 + 1) for i in range(20)]
+    frame = pd.read_csv(write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(rows) + "\n"), dtype=str,
+                        keep_default_na=False)
+    path = tmp_path / "claims.parquet"
+    frame.to_parquet(path, index=False, row_group_size=5, compression=None)
+    column = pq.ParquetFile(path).metadata.row_group(3).column(0)
+    assert column.path_in_schema == "claim_id"
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start:start + column.total_compressed_size] = b"\xff" * column.total_compressed_size
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(bytes(data))
+
+    result = intake([damaged], chunk_rows=4)
+    assert len(result.lines) == 0 and result.input_rows == len(result.quarantine) == 1
+    row = result.quarantine.iloc[0]
+    assert row["source_row"] == 0 and row["field"] == "file"
+    assert row["reason"].startswith("cannot read Parquet")
+    assert result.files[0]["error"].startswith("cannot read Parquet")
+
+
 def test_stream_hands_out_chunks_with_running_line_uids(chunked_file: Path) -> None:
     stream = IntakeStream([chunked_file], chunk_rows=4)
     chunks = list(stream)
