@@ -34,7 +34,7 @@ from scrubber.store import Store
 
 ALL_FORMATS = ("parquet", "csv", "xlsx", "html")
 #: submission order for the writer threads: the slow files start first
-_COST_ORDER = {"exceptions.xlsx": 0, "lines.parquet": 1, "flags.csv": 2, "flags.parquet": 3, "report.html": 4}
+_COST_ORDER = {"exceptions.xlsx": 0, "lines.parquet": 1, "flags.csv": 2, "flags.parquet": 3}
 
 
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
@@ -124,7 +124,8 @@ class ReportWriter:
     start when the writer is made, from the sorted flags alone: a run makes it while its last lines
     are still being encoded on another thread. :meth:`finish` gives the summary (the workbook's
     Summary sheet waits for it), adds lines.parquet and report.html, waits for every file and writes
-    summary.json LAST. Files are built two at a time (Arrow, Parquet and deflate release the GIL).
+    summary.json LAST. Files are built two at a time (Arrow, Parquet and deflate release the GIL);
+    report.html is built on the caller's thread meanwhile, which would otherwise only wait.
     Use as a context manager, so a run that fails in between stops the writers.
     """
 
@@ -197,9 +198,9 @@ class ReportWriter:
             publish = store.publish_file if take_lines else store.upload_file
             late.append(("lines.parquet", (lambda key: publish(lines, key)) if isinstance(lines, Path)
                          else self._parquet(lines)))
-        if "html" in self.formats:
-            late.append(("report.html", self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))))
         self._submit(late)
+        if "html" in self.formats:  # built here, beside the writers, instead of after the slowest of them
+            self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))(self.prefix + "report.html")
         for future in self._futures:
             future.result()
         if before_summary is not None:
