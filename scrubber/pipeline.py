@@ -89,12 +89,19 @@ class RunResult:
 
     spec: RunSpec
     summary: dict
-    flags: pd.DataFrame
+    #: the flags in report order as the report's writers had them: the rule texts may be categoricals
+    report_flags: pd.DataFrame
     quarantine: pd.DataFrame
     report_location: str
     files: list[str] = field(default_factory=list)
     held_lines: pd.DataFrame | None = None
     report_store: Store | None = None
+
+    @property
+    def flags(self) -> pd.DataFrame:
+        """The flags in report order, text as text (spelled out on first use)."""
+        self.report_flags = stringify(self.report_flags)
+        return self.report_flags
 
     @property
     def lines(self) -> pd.DataFrame:
@@ -551,7 +558,6 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
         # one permutation, taken once (a take copies every text column), so the report's writers take the
         # frame as it is
         flags = take_rows(flags, _report_order(flags))
-    flags = stringify(flags)  # text categoricals kept through the shards are text from here on
     output.flag_parts = [flags]
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
     # the flag files start now, while the last shard's lines may still be being written on the side thread
@@ -656,6 +662,6 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
             output.held[0] if output.held else None)
         flags = output.flag_parts[0]
     timings["total"] = time.perf_counter() - t0
-    return RunResult(spec=spec, summary=summary, flags=flags, quarantine=stream.quarantine,
+    return RunResult(spec=spec, summary=summary, report_flags=flags, quarantine=stream.quarantine,
                      report_location=summary["report_location"], files=summary.get("files_written", []),
                      held_lines=held, report_store=out_store if out_store is not None else store)

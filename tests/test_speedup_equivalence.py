@@ -156,7 +156,9 @@ def test_flag_parts_joined_as_categories_and_taken_give_the_stringified_concat_a
     assert list(joined["message"].cat.categories) == ["a msg", "b msg", "c msg", "d msg"]  # sorted union
     rows = rng.permutation(len(joined))
     expected = pd.concat([stringify(p) for p in parts], ignore_index=True).take(rows).reset_index(drop=True)
-    got = take_rows(joined, rows)
+    taken = take_rows(joined, rows)
+    assert isinstance(taken["message"].dtype, pd.CategoricalDtype)  # codes taken, texts spelled out later
+    got = stringify(taken)
     pd.testing.assert_frame_equal(got, expected)
     assert str(got["message"].dtype) == "str" and got["message"].isna().sum() == 1
 

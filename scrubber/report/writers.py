@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 from scrubber.report.html import build_html
 from scrubber.report.xlsx import build_exceptions_xlsx, formula_mask, neutralise_arrow, sort_flags
 from scrubber.schemas import FLAG_COLUMNS
+from scrubber.shards import ParquetSink
 from scrubber.store import Store
 
 ALL_FORMATS = ("parquet", "csv", "xlsx", "html")
@@ -50,15 +51,23 @@ def _csv_table(frame: pd.DataFrame) -> pa.Table:
     """The table Arrow's CSV writer gets (an order of magnitude faster than pandas for 100k+ rows).
 
     Text is neutralised column-wise in Arrow (only formula-looking values reach Python), dates are
-    written as YYYY-MM-DD, text is always quoted, missing values are empty.
+    written as YYYY-MM-DD, text is always quoted, missing values are empty. Text categoricals (a
+    flag's message and fix) stay dictionaries: their few texts are neutralised, and the writer spells
+    them out batch by batch.
     """
     table = pa.Table.from_pandas(_parquet_safe(frame), preserve_index=False)
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         kind = field.type
+        if pa.types.is_dictionary(kind) and _is_text(kind.value_type):
+            if any(formula_mask(c.dictionary).any() for c in col.chunks):
+                col = pa.chunked_array([pa.DictionaryArray.from_arrays(c.indices, neutralise_arrow(c.dictionary))
+                                        for c in col.chunks])
+            columns.append(col)
+            continue
         if pa.types.is_dictionary(kind):
             col, kind = col.cast(kind.value_type), kind.value_type
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if _is_text(kind):
             if any(formula_mask(c).any() for c in col.chunks):  # most columns have nothing to defuse
                 col = pa.chunked_array([neutralise_arrow(c) for c in col.chunks], type=pa.string())
         elif pa.types.is_timestamp(kind):
@@ -67,6 +76,10 @@ def _csv_table(frame: pd.DataFrame) -> pa.Table:
                 col = dates
         columns.append(col)
     return pa.table(columns, names=table.column_names)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _ordered_flag_columns(flags: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +171,14 @@ class ReportWriter:
             self._futures.append(self._pool.submit(job, self.prefix + name))
 
     def _parquet(self, frame: pd.DataFrame) -> Callable[[str], None]:
-        return lambda key: self.store.write_parquet(key, _parquet_safe(frame))
+        """Through a local file as lines.parquet is written (:class:`ParquetSink`): text categoricals go in
+        as dictionaries, Parquet's own encoding, and read back as text whatever the run's shard count."""
+        def job(key: str) -> None:
+            with tempfile.TemporaryDirectory(prefix="report-") as tmp:
+                sink = ParquetSink(Path(tmp) / "part.parquet")
+                sink.write(_parquet_safe(frame))
+                self.store.publish_file(sink.close(), key)
+        return job
 
     def _data(self, build: Callable[[], bytes]) -> Callable[[str], None]:
         return lambda key: self.store.write_bytes(key, build())
