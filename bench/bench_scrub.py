@@ -8,7 +8,8 @@ as the 4 CMS TXT parts) and the full practitioner MUE table (CMS CSV), loaded on
 loader into a cached reference store (default /tmp/scrubber-bench-store; reused on later runs).
 
 Per size, claims are generated with scrubber.generate (seed 1, 5% seeded problems, Q4 2025 dates;
-cached beside the store; generation is not timed) and scrubbed in a fresh Python process, so peak RSS
+cached beside the store under a fingerprint of the generator's source, so a changed generator makes
+new files; generation is not timed) and scrubbed in a fresh Python process, so peak RSS
 (resource.getrusage ru_maxrss) belongs to that run alone. Each run gets its own store (the reference
 folder hard-linked in, no history), so every size starts from the same state.
 
@@ -31,6 +32,7 @@ The import of the library (every scrubber module, and Great Expectations) is tim
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -81,6 +83,13 @@ def prepare_store(cache: Path) -> dict:
            "published": [(p["table"], p["release"], p["rows"]) for p in report.published]}
     (cache / READY).write_text(json.dumps(doc))
     return doc
+
+
+def claims_file(cache: Path, n_lines: int, fmt: str) -> Path:
+    """Where the generated claims of a size are cached: named by a fingerprint of the generator's
+    source, so files made before a generator change (new seeded scenarios) are not measured again."""
+    fingerprint = hashlib.sha256((REPO / "scrubber" / "generate.py").read_bytes()).hexdigest()[:10]
+    return cache / "claims" / f"claims-{n_lines}-{fingerprint}.{fmt}"
 
 
 def generate_file(cache: Path, n_lines: int, fmt: str, out: str) -> dict:
@@ -322,9 +331,12 @@ def main() -> None:
         print(f"prepared reference store in {doc['seconds']:.0f} s (peak RSS {doc['peak_rss_mb']:,.0f} MB)")
     results = {}
     for n in args.lines:
-        claims = cache / "claims" / f"claims-{n}.{args.format}"
+        claims = claims_file(cache, n, args.format)
         if not claims.exists():
             claims.parent.mkdir(parents=True, exist_ok=True)
+            for pattern in (f"claims-{n}.{args.format}", f"claims-{n}-*.{args.format}"):  # older generators'
+                for stale in claims.parent.glob(pattern):
+                    stale.unlink()
             g = _child(cache, "generate", str(n), args.format, str(claims))
             print(f"generated {g['lines']:,} lines / {g['claims']:,} claims / {g['patients']:,} patients "
                   f"in {g['seconds']:.0f} s (not timed)")

@@ -555,8 +555,8 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
     output.flag_parts = []
     if len(flags):
         # report order (most money, then severity), ties by claim, line and rule whatever the shard order;
-        # one permutation, taken once (a take copies every text column), so the report's writers take the
-        # frame as it is
+        # one permutation, taken once (the rule texts are categoricals: their codes are taken), so the
+        # report's writers take the frame as it is
         flags = take_rows(flags, _report_order(flags))
     output.flag_parts = [flags]
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
