@@ -219,6 +219,14 @@ def price_frame(engine: Engine, lines: pd.DataFrame, *, timings: dict | None = N
     return priced
 
 
+def fee_schedules(engine: Engine, lines: pd.DataFrame) -> pd.DataFrame:
+    """The PPRRVU rows of the RVU releases in force on the lines' dates of service, the releases pricing
+    gives the lines (decided per distinct date); the reference set caches them, so the checks of priced
+    lines get the tables pricing read."""
+    dates = pd.Series(lines["service_date"].unique())
+    return engine.ref.tables("pprrvu", engine.ref.assign(dates, "rvu").dropna().unique())
+
+
 @dataclass
 class CheckInputs:
     """What the checks read besides the priced lines: the patients' history and the NCCI tables of the
@@ -279,10 +287,9 @@ class CheckPlan:
         if not self._waiting:
             return
         inputs = self.inputs.result()
-        dates = pd.Series(lines["service_date"].unique())
-        pprrvu = self.engine.ref.tables("pprrvu", self.engine.ref.assign(dates, "rvu").dropna().unique())
-        self.context = CheckContext(lines=lines, history=inputs.history, pprrvu=pprrvu, ptp=inputs.ptp,
-                                    mue=inputs.mue, rules=self.engine.rules, settings=self.engine.settings)
+        self.context = CheckContext(lines=lines, history=inputs.history, pprrvu=fee_schedules(self.engine, lines),
+                                    ptp=inputs.ptp, mue=inputs.mue, rules=self.engine.rules,
+                                    settings=self.engine.settings)
         self.check_waiting(self.context)
 
     def check_waiting(self, ctx: Any) -> None:
@@ -315,7 +322,7 @@ def check_frame(engine: Engine, priced: pd.DataFrame, *, run_id: str, history: p
     inputs = plan.inputs.result() if plan is not None else load_check_inputs(engine, priced, run_id=run_id,
                                                                               history=history)
     t0 = time.perf_counter()
-    pprrvu = engine.ref.tables("pprrvu", priced["rvu_release"].unique())  # read by pricing already: cached
+    pprrvu = fee_schedules(engine, priced)  # read by pricing already: cached
     timings["reference_and_history"] = (timings.get("reference_and_history", 0.0) + inputs.seconds
                                         + time.perf_counter() - t0)
 
