@@ -14,7 +14,7 @@ new files; generation is not timed) and scrubbed in a fresh Python process, so p
 folder hard-linked in, no history), so every size starts from the same state.
 
 The child wraps the pipeline's stage functions (intake validation per chunk, the spill of chunks into
-shards by patient, pricing, each check family, flag building, amount at risk, stringifying the flags,
+shards by patient, pricing, each check family, flag building, amount at risk, stringifying mixed flag columns,
 each shard's lines written out, the report files that wait for the lines and the summary) to record
 per stage: wall seconds, CPU seconds (user + sys of the process; on a shared 2-core machine wall
 overstates the cost) and the peak RSS seen while the stage ran (a 10 ms sampler of /proc/self/statm).
@@ -246,7 +246,7 @@ def scrub_once(cache: Path, claims: str, tag: str, *, profile: bool = False,
     wall, cpu = time.perf_counter() - w0, cpu_s() - c0
     meter.stop()
     figures = {
-        "lines": result.summary["counts"]["scrubbed_lines"], "flags": len(result.flags),
+        "lines": result.summary["counts"]["scrubbed_lines"], "flags": len(result.report_flags),
         "quarantined": len(result.quarantine),
         "wall": wall, "cpu": cpu, "peak_mb": peak_rss_mb(), "rss_before_mb": rss0,
         "import_wall": imported_wall, "import_cpu": imported_cpu,
