@@ -183,6 +183,34 @@ def test_formula_injection_is_inert_in_csv_and_xlsx(report: tuple[LocalStore, li
     assert ws.cell(row=2, column=1).data_type == "n"              # numbers stay numbers
 
 
+def test_rule_texts_as_categoricals_write_the_same_report(tmp_path: Path) -> None:
+    """A run hands the writers its flags with the rule texts (and other repeating text) as categoricals;
+    every file must read exactly as from plain text, formula-looking texts defused in the dictionaries."""
+    flags, lines, quarantine = _flags_and_lines()
+    coded = flags.copy()
+    for col in ("run_id", "modifiers", "rule_family", "rule_id", "severity", "message", "fix", "carc", "payer"):
+        coded[col] = coded[col].astype("category")
+    summary = build_summary(run_id="run-1", run_date="2025-11-07", input_rows=6, lines=lines, flags=flags,
+                            quarantine=quarantine, timings={"intake": 0.5})
+    stores = {}
+    for name, frame in (("text", flags), ("coded", coded)):
+        stores[name] = LocalStore(tmp_path / name)
+        write_report(stores[name], PREFIX, flags=frame, lines=lines, quarantine=quarantine, summary=summary)
+    text, coded_store = stores["text"], stores["coded"]
+    assert coded_store.read_text(PREFIX + "flags.csv") == text.read_text(PREFIX + "flags.csv")
+    assert "'+1 bundled into 11102" in coded_store.read_text(PREFIX + "flags.csv")
+    pd.testing.assert_frame_equal(coded_store.read_parquet(PREFIX + "flags.parquet"),
+                                  text.read_parquet(PREFIX + "flags.parquet"))
+    assert coded_store.read_text(PREFIX + "report.html") == text.read_text(PREFIX + "report.html")
+    books = [openpyxl.load_workbook(s.local_path(PREFIX + "exceptions.xlsx")) for s in (text, coded_store)]
+    assert books[0].sheetnames == books[1].sheetnames
+    def cells(book: openpyxl.Workbook, sheet: str) -> list[list[tuple[object, str]]]:
+        return [[(c.value, c.data_type) for c in row] for row in book[sheet].iter_rows()]
+
+    for sheet in books[0].sheetnames:
+        assert cells(books[1], sheet) == cells(books[0], sheet), sheet
+
+
 def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
