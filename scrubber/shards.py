@@ -332,6 +332,11 @@ class ArrowFileSink(TableFileSink):
             return pa.ipc.open_file(source).read_all()
 
 
+def _next_frame(tables: Iterator[pa.Table]) -> pd.DataFrame | None:
+    table = next(tables, None)
+    return None if table is None else table.to_pandas()
+
+
 class ShardSpill:
     """Canonical line chunks split by patient into ``shards`` local Arrow files (a temporary folder,
     removed by :meth:`cleanup`); :meth:`shards` reads them back one at a time.
@@ -377,8 +382,17 @@ class ShardSpill:
                 yield sink.read()
 
     def shards(self) -> Iterator[pd.DataFrame]:
-        for table in self.tables():
-            yield table.to_pandas()
+        """The shards as frames, the next one read on a side thread while the caller scrubs this one
+        (decompressing and converting a shard releases the GIL; memory holds one shard more)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-read") as reader:
+            tables = self.tables()
+            ahead = reader.submit(_next_frame, tables)
+            while True:
+                frame = ahead.result()
+                if frame is None:
+                    return
+                ahead = reader.submit(_next_frame, tables)
+                yield frame
 
     def cleanup(self, *, raise_errors: bool = True) -> None:
         """Stop the side thread and drop the temporary files (see :meth:`SideJob.close`)."""
