@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
-from scrubber.claims.readers import PARQUET_ERRORS, sniff_format
+from scrubber.claims.readers import PARQUET_ERRORS, read_ahead, sniff_format
 from scrubber.schemas import parquet_dictionary_columns
 
 #: lines per shard: a 1M-line night is one shard (scrubbed in memory), a 10M-line one eight
@@ -101,15 +101,12 @@ def concat_parts(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     parts' categories differ). Sorted categories keep sorting by the column alphabetical."""
     if len(parts) == 1:
         return parts[0].reset_index(drop=True)
-    joined = {}
-    for name in parts[0].columns:
-        if all(name in p.columns and _is_text_categorical(p[name]) for p in parts):
-            joined[name] = pd.Series(union_categoricals([p[name] for p in parts], sort_categories=True),
-                                     name=name)
-    rest = pd.concat([p.drop(columns=list(joined)) for p in parts], ignore_index=True) if joined else \
-        pd.concat(parts, ignore_index=True)
+    joined = {name: pd.Series(union_categoricals([p[name] for p in parts], sort_categories=True), name=name)
+              for name in parts[0].columns
+              if all(name in p.columns and _is_text_categorical(p[name]) for p in parts)}
     if not joined:
-        return rest
+        return pd.concat(parts, ignore_index=True)
+    rest = pd.concat([p.drop(columns=list(joined)) for p in parts], ignore_index=True)
     columns = list(parts[0].columns) + [c for c in rest.columns if c not in parts[0].columns]
     return pd.DataFrame({name: joined[name] if name in joined else rest[name] for name in columns},
                         columns=columns)
@@ -332,11 +329,6 @@ class ArrowFileSink(TableFileSink):
             return pa.ipc.open_file(source).read_all()
 
 
-def _next_frame(tables: Iterator[pa.Table]) -> pd.DataFrame | None:
-    table = next(tables, None)
-    return None if table is None else table.to_pandas()
-
-
 class ShardSpill:
     """Canonical line chunks split by patient into ``shards`` local Arrow files (a temporary folder,
     removed by :meth:`cleanup`); :meth:`shards` reads them back one at a time.
@@ -384,15 +376,7 @@ class ShardSpill:
     def shards(self) -> Iterator[pd.DataFrame]:
         """The shards as frames, the next one read on a side thread while the caller scrubs this one
         (decompressing and converting a shard releases the GIL; memory holds one shard more)."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-read") as reader:
-            tables = self.tables()
-            ahead = reader.submit(_next_frame, tables)
-            while True:
-                frame = ahead.result()
-                if frame is None:
-                    return
-                ahead = reader.submit(_next_frame, tables)
-                yield frame
+        yield from read_ahead((table.to_pandas() for table in self.tables()), "shard-read")
 
     def cleanup(self, *, raise_errors: bool = True) -> None:
         """Stop the side thread and drop the temporary files (see :meth:`SideJob.close`)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,19 +107,6 @@ def _read_chunks(name: str, data: bytes, fmt: str, chunk_rows: int) -> Iterator[
     yield from readers.iter_chunks(table, chunk_rows)
 
 
-def _read_ahead(tables: Iterator[readers.RawTable]) -> Iterator[readers.RawTable]:
-    """``tables``, the next one read on a side thread while the caller validates this one (reading and
-    decoding Parquet releases the GIL; validation is mostly Python). Errors surface in order."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-read") as reader:
-        ahead = reader.submit(next, tables, None)
-        while True:
-            table = ahead.result()  # raises what reading raised, where the caller expects it
-            if table is None:
-                return
-            ahead = reader.submit(next, tables, None)
-            yield table
-
-
 def _new_info(name: str, data: bytes) -> dict:
     return {"name": name, "format": readers.sniff_format(data), "rows": 0, "accepted": 0,
             "quarantined": 0, "error": None, "warnings": [], "encoding": None}
@@ -129,11 +115,15 @@ def _new_info(name: str, data: bytes) -> dict:
 def _intake_file(name: str, data: bytes, known: set[str], info: dict,
                  chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes."""
-    tables = _read_ahead(_read_chunks(name, data, info["format"], chunk_rows))
+    # the next chunk is read on a side thread while this one is validated (reading and decoding Parquet
+    # releases the GIL; validation is mostly Python); errors surface in order
+    tables = readers.read_ahead(_read_chunks(name, data, info["format"], chunk_rows), "intake-read")
     first = True
     while True:
         try:
             table = next(tables)
+            # validation may wait for a big Parquet file's file-wide line counts, read on a side thread
+            lines, quarantine = _intake_table(table, known, info, first=first)
         except StopIteration:
             break
         except InputFileError as exc:
@@ -146,14 +136,6 @@ def _intake_file(name: str, data: bytes, known: set[str], info: dict,
             info.update(rows=info["rows"] + 1, quarantined=info["quarantined"] + 1)
             yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", "")
             return
-        try:
-            lines, quarantine = _intake_table(table, known, info, first=first)
-        except InputFileError as exc:  # the file-wide line counts a chunk waited for could not be read
-            if first:
-                info.update(rows=1, quarantined=1, error=exc.reason)
-                yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", _preview(data))
-                return
-            raise
         first = False
         info.update(rows=info["rows"] + len(lines) + len(quarantine), accepted=info["accepted"] + len(lines),
                     quarantined=info["quarantined"] + len(quarantine))

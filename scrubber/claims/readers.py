@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,8 @@ import pyarrow.parquet as pq
 from scrubber.claims.validate import claim_line_counts
 from scrubber.errors import InputFileError
 from scrubber.schemas import MOSTLY_DISTINCT_COLUMNS
+
+_T = TypeVar("_T")
 
 PARQUET_MAGIC = b"PAR1"
 _X12_BARE_ENVELOPE = re.compile(rb"^\s*(GS|ST)\*")
@@ -78,6 +81,20 @@ class RawTable:
         """:attr:`line_counts`, waiting for them where they are still being counted."""
         counts = self.line_counts
         return counts() if callable(counts) else counts
+
+
+def read_ahead(items: Iterator[_T], name: str) -> Iterator[_T]:
+    """``items``, the next one made on a side thread (``name``) while the caller works on this one: for
+    producers that mostly leave Python's lock (reading, decompressing). Errors surface in order, where
+    the caller takes the item that raised; ``None`` items end the iteration."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as producer:
+        ahead = producer.submit(next, items, None)
+        while True:
+            item = ahead.result()
+            if item is None:
+                return
+            ahead = producer.submit(next, items, None)
+            yield item
 
 
 def sniff_format(data: bytes) -> str:
