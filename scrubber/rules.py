@@ -48,6 +48,7 @@ TEMPLATE_FIELDS: frozenset[str] = frozenset({"hcpcs", "modifiers", "units", "pla
 OVERRIDE_VALUES: tuple[str, ...] = (*SEVERITIES, "off")
 RULE_COLUMNS: list[str] = ["rule_id", "family", "severity", "title", "message", "fix", "carc", "amount_basis",
                            "source"]
+#: the payer of a line that names none (intake fills it in; payer overrides and frequency scopes key on it)
 DEFAULT_PAYER = "medicare"
 #: modifier groups of rules/modifiers.yaml the bundling and duplicate checks read
 REQUIRED_MODIFIER_GROUPS: tuple[str, ...] = ("ncci_associated", "x_modifiers", "repeat", "anatomic")

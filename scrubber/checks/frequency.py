@@ -30,7 +30,7 @@ import yaml
 from scrubber.checks.context import CheckContext
 from scrubber.checks.engine import factorized
 from scrubber.errors import RulesError
-from scrubber.rules import SAFE_LOADER
+from scrubber.rules import DEFAULT_PAYER, SAFE_LOADER
 from scrubber.schemas import CHECK_RESULT_COLUMNS
 
 FAMILY = "frequency"
@@ -51,7 +51,6 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "beneficiary+rendering_npi": ("patient_id", "rendering_npi"),
     "beneficiary+billing_npi": ("patient_id", "billing_npi"),
 }
-DEFAULT_PAYER = "medicare"
 #: the earliest date a lifetime window reaches back to (history before it cannot exist)
 LIFETIME_START = dt.date(1900, 1, 1)
 
