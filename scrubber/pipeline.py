@@ -401,7 +401,7 @@ def stage_intake(store: Store, spec: RunSpec, *, shards: int = 1, settings: Sett
     from scrubber.claims.intake import IntakeStream
 
     t0 = time.perf_counter()
-    stream = IntakeStream(_read_sources(store, spec.sources))
+    stream = IntakeStream(_read_sources(store, spec.sources), dictionary_text=True)  # the spill decodes
     keys = []
     with ShardSpill(max(shards, 1)) as spill:
         for chunk in stream:
@@ -625,7 +625,8 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
     named = _read_sources(store, sources)
     spec = plan_run(store, sources, run_date, run_id, named=named)
     n_shards = shard_count(estimate_rows(named), shard_lines)
-    stream = IntakeStream(named, chunk_rows=min(CHUNK_ROWS, shard_lines))
+    # lines spilled into shards are only moved until read back: their text columns stay codes till then
+    stream = IntakeStream(named, chunk_rows=min(CHUNK_ROWS, shard_lines), dictionary_text=n_shards > 1)
     with RunOutput(store, spec, hold_lines=n_shards == 1) as output:
         if n_shards == 1:
             chunks = list(stream)

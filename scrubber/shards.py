@@ -131,6 +131,32 @@ def _dictionary(s: pd.Series) -> pa.DictionaryArray:
     return pa.array(s).cast(_TEXT_DICTIONARY)
 
 
+def _text_metadata(name: str) -> dict:
+    """The pandas metadata of a text column (what a reader needs to give it back as text)."""
+    return {"name": name, "field_name": name, "pandas_type": "object", "numpy_type": "str", "metadata": None}
+
+
+def _is_text_dictionary(typ: pa.DataType) -> bool:
+    return pa.types.is_dictionary(typ) and (pa.types.is_string(typ.value_type)
+                                            or pa.types.is_large_string(typ.value_type))
+
+
+def decode_text_dictionaries(table: pa.Table, only: set[str] | None = None) -> pa.Table:
+    """``table`` with its text dictionary columns (all, or ``only`` those) decoded to text, one take each;
+    the pandas metadata calls them text, so they read back as text columns (not categoricals)."""
+    names = [name for name, column in zip(table.column_names, table.columns, strict=True)
+             if _is_text_dictionary(column.type) and (only is None or name in only)]
+    if not names:
+        return table
+    for name in names:
+        table = table.set_column(table.column_names.index(name), name, table[name].cast(pa.large_string()))
+    meta = table.schema.pandas_metadata
+    if meta is not None:
+        meta["columns"] = [_text_metadata(c["name"]) if c["name"] in names else c for c in meta["columns"]]
+        table = table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
+    return table
+
+
 def _text_from_categorical(s: pd.Series) -> pd.Series:
     """``s.astype("str")`` for text categories, done as one Arrow take (pandas goes through objects)."""
     coded = _dictionary(s)
@@ -191,8 +217,7 @@ def parquet_table(frame: pd.DataFrame) -> pa.Table:
         column = frame[name]
         categorical = isinstance(column.dtype, pd.CategoricalDtype)
         arrays.append(_dictionary(column) if categorical else _boolean_dictionary(column))
-        described[name] = {"name": name, "field_name": name, "pandas_type": "object", "numpy_type": "str",
-                           "metadata": None}
+        described[name] = _text_metadata(name)
     meta["columns"] = [described[name] for name in frame.columns]
     return pa.table(arrays, names=list(frame.columns)).replace_schema_metadata(
         {b"pandas": json.dumps(meta).encode()})
@@ -240,11 +265,11 @@ class TableFileSink:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.rows = 0
-        self._writer: pq.ParquetWriter | pa.ipc.RecordBatchFileWriter | None = None
+        self._writer: pq.ParquetWriter | pa.ipc.RecordBatchStreamWriter | None = None
         self._schema: pa.Schema | None = None
         self._done = False
 
-    def _open(self, schema: pa.Schema) -> pq.ParquetWriter | pa.ipc.RecordBatchFileWriter:
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter | pa.ipc.RecordBatchStreamWriter:
         raise NotImplementedError
 
     def write(self, frame: pd.DataFrame | pa.Table) -> None:
@@ -313,20 +338,27 @@ class ParquetSink(TableFileSink):
         return writer
 
 
-class ArrowFileSink(TableFileSink):
-    """An Arrow IPC file: scratch data read back once, where writing and reading fast matters more than
-    size (Parquet encoding cost ~1.5 s per million lines). Buffers are LZ4-compressed (about 3.5x
-    smaller): writing fresh page cache costs more system time than compressing it saves, and it grows
-    with the run (a 10M-line night spills 2.7 GB raw)."""
+class ArrowStreamSink(TableFileSink):
+    """A local file in the Arrow IPC stream format: scratch data read back once, where writing and reading
+    fast matters more than size (Parquet encoding cost ~1.5 s per million lines). Buffers are
+    LZ4-compressed (about 3.5x smaller): writing fresh page cache costs more system time than compressing
+    it saves, and it grows with the run (a 10M-line night spills 2.7 GB raw). The stream format (unlike
+    the IPC file format) lets every part bring its own dictionaries, so text dictionary columns go in as
+    codes; :meth:`read` decodes them to text."""
 
     _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
-    def _open(self, schema: pa.Schema) -> pa.ipc.RecordBatchFileWriter:
-        return pa.ipc.new_file(str(self.path), schema, options=self._OPTIONS)
+    def _open(self, schema: pa.Schema) -> pa.ipc.RecordBatchStreamWriter:
+        return pa.ipc.new_stream(str(self.path), schema, options=self._OPTIONS)
 
     def read(self) -> pa.Table:
         with pa.memory_map(str(self.path)) as source:
-            return pa.ipc.open_file(source).read_all()
+            return decode_text_dictionaries(pa.ipc.open_stream(source).read_all())
+
+
+#: a text dictionary column is spilled as codes while its distinct values are under this share of a
+#: chunk's rows (a 1M-line chunk: 15,625 values; copied into 8 shard files, an eighth of its rows again)
+CODED_TEXT_SHARE = 1 / 64
 
 
 class ShardSpill:
@@ -340,8 +372,9 @@ class ShardSpill:
     def __init__(self, shards: int, workdir: str | os.PathLike[str] | None = None) -> None:
         self.n = shards
         self._tmp = tempfile.TemporaryDirectory(prefix="shards-", dir=workdir)
-        self.sinks = [ArrowFileSink(Path(self._tmp.name) / f"shard-{k:04d}.arrow") for k in range(shards)]
+        self.sinks = [ArrowStreamSink(Path(self._tmp.name) / f"shard-{k:04d}.arrow") for k in range(shards)]
         self._side = SideJob("shard-spill")
+        self._decoded: set[str] | None = None  # the dictionary columns spilled as text (see _coded_text)
 
     def add(self, lines: pd.DataFrame) -> None:
         self._side.submit(self._split, lines)
@@ -352,7 +385,7 @@ class ShardSpill:
 
     def _split(self, lines: pd.DataFrame) -> None:
         shard_no = shard_of(lines["patient_id"], self.n)
-        table = pa.Table.from_pandas(lines, preserve_index=False)
+        table = self._coded_text(pa.Table.from_pandas(lines, preserve_index=False))
         order = np.argsort(shard_no, kind="stable")
         shard_no = shard_no[order]
         idx = pa.array(order)  # column by column: much faster than Table.take on wide text tables
@@ -361,6 +394,18 @@ class ShardSpill:
         for k, sink in enumerate(self.sinks):
             if starts[k + 1] > starts[k]:
                 sink.write(table.slice(starts[k], starts[k + 1] - starts[k]))
+
+    def _coded_text(self, table: pa.Table) -> pa.Table:
+        """A chunk's text dictionary columns (:class:`scrubber.claims.intake.IntakeStream`'s
+        ``dictionary_text``) kept as codes where they have few distinct values, decoded to text otherwise:
+        every shard's file gets a copy of the chunk's values, worth it only while they are under
+        :data:`CODED_TEXT_SHARE` of its rows. The first chunk decides for the run (one schema per file)."""
+        if self._decoded is None:
+            limit = table.num_rows * CODED_TEXT_SHARE
+            self._decoded = {name for name, column in zip(table.column_names, table.columns, strict=True)
+                             if _is_text_dictionary(column.type)
+                             and sum(len(chunk.dictionary) for chunk in column.chunks) > limit}
+        return decode_text_dictionaries(table, only=self._decoded) if self._decoded else table
 
     def paths(self) -> list[Path]:
         """Close the files; the paths of the shards that received lines."""

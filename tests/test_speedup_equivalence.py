@@ -12,7 +12,8 @@
 - Parquet claim files: repeating text columns are read as dictionaries and validated through their
   codes; the same rows validated from their text give the same lines and quarantine;
 - shards: the shard is hashed once per distinct patient (the same numbers as per line), and the
-  compressed spill files give back every line once, with its types;
+  compressed spill files give back every line once, with its types; text spilled as dictionary codes
+  reads back as the text spilled as text;
 - checks beside pricing: the families that read nothing pricing adds, checked on canonical lines while
   the lines are priced (pipeline.CheckPlan), flag what they flag on the priced lines.
 """
@@ -270,6 +271,35 @@ def test_shard_spill_gives_back_every_line_once_with_its_types(tmp_path):
     back = pd.concat(shards, ignore_index=True).sort_values("line_uid", ignore_index=True)
     pd.testing.assert_frame_equal(back, lines)
     assert list(tmp_path.iterdir()) == []   # the temporary files are gone
+
+
+def test_text_spilled_as_codes_reads_back_as_the_text_spilled_as_text(tmp_path):
+    """Intake's dictionary text (codes into each chunk's values, every chunk its own) spilled into shards
+    and read back gives the lines of the plain text spill: the same values and types, normalised
+    spellings (payer case) and filled gaps (the default payer, empty modifiers) included. A column with
+    more distinct values than the spill keeps as codes (one diagnosis per line) is spilled as text."""
+    from scrubber.claims.intake import IntakeStream
+
+    raw = _raw_claims(3_000, seed=5).drop(columns="source_row")
+    raw["payer"] = np.where(raw.index % 3 == 0, "Medicare", np.where(raw.index % 3 == 1, "MEDICARE", None))
+    raw["modifiers"] = np.where(raw.index % 5 == 0, "25", np.where(raw.index % 5 == 1, "59,rt", None))
+    raw["diagnosis_codes"] = [f"M{i:05d}" for i in range(len(raw))]
+    csv = raw.to_csv(index=False).encode()
+    back = {}
+    for coded in (False, True):
+        stream = IntakeStream([("c.csv", csv)], chunk_rows=700, dictionary_text=coded)
+        with ShardSpill(3, workdir=tmp_path) as spill:
+            for chunk in stream:
+                kinds = {c: str(chunk[c].dtype) for c in ("hcpcs", "payer", "modifier_1", "diagnosis_codes")}
+                assert all(k.startswith("dictionary") == coded for k in kinds.values()), kinds
+                spill.add(chunk)
+            back[coded] = list(spill.shards())
+            assert spill._decoded == (set() if not coded else {"diagnosis_codes"})
+    assert len(back[True]) == 3
+    for text, codes in zip(back[False], back[True], strict=True):
+        pd.testing.assert_frame_equal(codes, text)
+    lines = pd.concat(back[True], ignore_index=True)
+    assert set(lines["payer"]) == {"medicare"} and "" in set(lines["modifier_1"])
 
 
 def _sample_nights(tmp_path):

@@ -112,8 +112,8 @@ def _new_info(name: str, data: bytes) -> dict:
             "quarantined": 0, "error": None, "warnings": [], "encoding": None}
 
 
-def _intake_file(name: str, data: bytes, known: set[str], info: dict,
-                 chunk_rows: int) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+def _intake_file(name: str, data: bytes, known: set[str], info: dict, chunk_rows: int,
+                 dictionary_text: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes."""
     # the next chunk is read on a side thread while this one is validated (reading and decoding Parquet
     # releases the GIL; validation is mostly Python); errors surface in order
@@ -123,7 +123,7 @@ def _intake_file(name: str, data: bytes, known: set[str], info: dict,
         try:
             table = next(tables)
             # validation may wait for a big Parquet file's file-wide line counts, read on a side thread
-            lines, quarantine = _intake_table(table, known, info, first=first)
+            lines, quarantine = _intake_table(table, known, info, first=first, dictionary_text=dictionary_text)
         except StopIteration:
             break
         except InputFileError as exc:
@@ -148,8 +148,8 @@ def _no_lines() -> pd.DataFrame:
     return empty_lines().drop(columns=["line_uid"])
 
 
-def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool,
+                  dictionary_text: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate one RawTable (a whole file or a chunk of one)."""
     name = table.name
     if first:
@@ -172,7 +172,7 @@ def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first
             return _no_lines(), validate.empty_quarantine()
         quarantine = pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable")
         return _no_lines(), quarantine.reset_index(drop=True)
-    lines, quarantine = validate.validate_table(table, known)
+    lines, quarantine = validate.validate_table(table, known, dictionary_text=dictionary_text)
     if rejected is not None and len(rejected):
         quarantine = (pd.concat([quarantine, rejected], ignore_index=True)
                       .sort_values("source_row", kind="stable").reset_index(drop=True))
@@ -189,15 +189,20 @@ class IntakeStream:
     Iterate it once for the line chunks (line_uid runs on across chunks and files); afterwards
     ``quarantine``, ``files`` and ``input_rows`` hold the whole account, and the stream has checked
     that every input row ended in exactly one place.
+
+    ``dictionary_text``: the text columns made of each chunk's distinct values (codes, modifiers, NPIs,
+    places, diagnoses...) come as Arrow dictionary columns, codes not text, for a consumer that only
+    moves them (the shard spill, :class:`scrubber.shards.ShardSpill`, decodes them when it reads back).
     """
 
     def __init__(self, sources: Iterable[Source], *, known_modifiers: set[str] | None = None,
-                 first_line_uid: int = 0, chunk_rows: int = CHUNK_ROWS) -> None:
+                 first_line_uid: int = 0, chunk_rows: int = CHUNK_ROWS, dictionary_text: bool = False) -> None:
         self.sources = list(sources)
         self.known = {m.strip().upper() for m in (known_modifiers if known_modifiers is not None
                                                   else validate.default_known_modifiers())}
         self.next_line_uid = first_line_uid
         self.chunk_rows = chunk_rows
+        self.dictionary_text = dictionary_text
         self.files: list[dict] = []
         self._quarantine: list[pd.DataFrame] = []
         self.lines_out = 0
@@ -207,7 +212,8 @@ class IntakeStream:
             name, data = _load(source)
             info = _new_info(name, data)
             self.files.append(info)
-            for lines, quarantine in _intake_file(name, data, self.known, info, self.chunk_rows):
+            for lines, quarantine in _intake_file(name, data, self.known, info, self.chunk_rows,
+                                                  self.dictionary_text):
                 if len(quarantine):
                     self._quarantine.append(quarantine)
                 if len(lines):

@@ -29,7 +29,7 @@ import yaml
 
 from scrubber import schemas
 from scrubber.errors import RulesError, ValidationFailed
-from scrubber.rules import SAFE_LOADER
+from scrubber.rules import DEFAULT_PAYER, SAFE_LOADER
 
 if TYPE_CHECKING:
     from scrubber.claims.readers import RawTable
@@ -44,7 +44,6 @@ MAX_MODIFIERS = 4
 MAX_UNITS = 9999
 MAX_LINE_NUMBER = 99999
 EARLIEST_SERVICE_DATE = pd.Timestamp("2000-01-01")
-DEFAULT_PAYER = "medicare"
 
 #: one row per failure found in a file; a row with several failures has several records
 ERROR_COLUMNS: list[str] = ["source_row", "field", "value", "reason"]
@@ -488,6 +487,24 @@ class _Coded:
             taken = with_fill.take(pa.array(np.where(codes < 0, len(values), codes)))
         return pd.Series(pd.array(taken, dtype="str"))
 
+    def dictionary(self, *, fill: str, values: pa.Array | None = None) -> pd.Series:
+        """Every row's text as codes into the distinct values (``fill`` where a row has none), nothing
+        decoded: an Arrow dictionary column (:func:`text_dictionary`)."""
+        values = self.values if values is None else values
+        codes = self.codes
+        if (codes < 0).any():
+            values = pa.concat_arrays([values, pa.array([fill], values.type)])
+            codes = np.where(codes < 0, len(values) - 1, codes)
+        return text_dictionary(codes, values)
+
+
+def text_dictionary(codes: np.ndarray, values: pa.Array) -> pd.Series:
+    """A text column as Arrow dictionary codes (int32) into ``values``: handed to the shard spill, a column
+    of a few thousand distinct values is split and written as codes instead of a million strings. The
+    values may repeat (two spellings normalised alike); a reader decodes, it never compares codes."""
+    array = pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), values.cast(pa.large_string()))
+    return pd.Series(pd.arrays.ArrowExtensionArray(array))
+
 
 #: input columns holding about one value per claim or patient and only checked for presence: trimmed
 #: as whole columns (dictionary-encoding them would cost more than it saves)
@@ -799,19 +816,20 @@ def claim_line_counts(claim_id: pd.Series, line_number: pd.Series) -> np.ndarray
     return _coded_pair_counts(_trimmed_codes(claim_id), numbers)
 
 
-def validate_table(table: RawTable, known: set[str], *, today: date | None = None
+def validate_table(table: RawTable, known: set[str], *, today: date | None = None, dictionary_text: bool = False
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split a file's rows into canonical lines (no line_uid yet) and quarantine rows.
 
     Every row of ``table.frame`` ends in exactly one of the two. The caller checks required
-    columns first (:func:`missing_required_columns`).
+    columns first (:func:`missing_required_columns`). ``dictionary_text``: the text columns made of
+    a file's distinct values come as codes into them (:func:`text_dictionary`), not as text.
     """
     frame = table.frame
     vf = _ValidationFrame(frame, table.codes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as side:
         # GX is mostly Python and the checks below mostly Arrow/numpy: the suite runs on a side thread
         gx = side.submit(_gx_failures, vf, table.name) if len(vf) else None
-        lines, errors = _own_checks(table, vf, known, today)
+        lines, errors = _own_checks(table, vf, known, today, dictionary_text)
         if gx is not None:
             errors += gx.result()
     errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
@@ -824,8 +842,8 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
     return lines, quarantine
 
 
-def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: date | None
-                ) -> tuple[pd.DataFrame, list[pd.DataFrame | None]]:
+def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: date | None,
+                dictionary_text: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame | None]]:
     """The checks GX does not express (check digits, calendar dates, repeats, modifier combinations) and
     every row made canonical (bad ones are dropped once all errors are in): (lines, errors)."""
     frame = table.frame
@@ -859,7 +877,8 @@ def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: d
     repeats_at = len(errors)  # where the repeated line numbers go among the reasons, worked out last
     mod_errors, canon_mods, mod_combination = _check_modifier_combinations(vf, known, set(frame.columns))
     errors += mod_errors
-    lines = _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination)
+    lines = _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination,
+                       dictionary_text=dictionary_text)
 
     # line_number unique within claim, counted over the whole file (a chunk gets the file's counts, which
     # a big file's first chunk may still be waiting for: asked for last)
@@ -875,9 +894,10 @@ def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: d
 
 
 def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.DataFrame,
-               mod_combination: np.ndarray) -> pd.DataFrame:
+               mod_combination: np.ndarray, *, dictionary_text: bool = False) -> pd.DataFrame:
     """Canonical claim lines (schemas.LINE_COLUMNS except line_uid) of every row, bad ones included (the
-    caller drops them). Text is normalised per distinct value, then taken to the rows once per column.
+    caller drops them). Text is normalised per distinct value, then taken to the rows once per column,
+    or with ``dictionary_text`` left as codes into the distinct values (:func:`text_dictionary`).
 
     dates: parsed service date per distinct service_date value; mods: canonical modifier columns per
     modifier combination; mod_combination: each row's combination.
@@ -891,11 +911,17 @@ def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.Data
     def text(col: str, normalise: Callable[[pd.Series], pd.Series] | None = None, fill: str = "") -> pd.Series:
         coded = vf.coded[col]
         values = None if normalise is None else _arrow(normalise(coded.series()))
-        return coded.text(fill=fill, values=values)
+        return coded.dictionary(fill=fill, values=values) if dictionary_text else coded.text(fill=fill, values=values)
+
+    def modifier(col: str) -> pd.Series:
+        if dictionary_text:
+            return text_dictionary(mod_combination, _arrow(mods[col]))
+        return pd.Series(pd.array(_arrow(mods[col]).take(combination), dtype="str"))
 
     combination = pa.array(mod_combination)
     return pd.DataFrame({
-        "source_file": pd.Series(pd.array(pa.repeat(pa.scalar(name, pa.large_string()), n), dtype="str")),
+        "source_file": (text_dictionary(np.zeros(n, np.int32), pa.array([name])) if dictionary_text else
+                        pd.Series(pd.array(pa.repeat(pa.scalar(name, pa.large_string()), n), dtype="str"))),
         "source_row": vf["source_row"].to_numpy(dtype=np.int64),
         "claim_id": plain("claim_id"),
         "line_number": np.nan_to_num(vf.number("line_number_num"), nan=0).astype(np.int64),  # NaN: a bad row
@@ -905,8 +931,7 @@ def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.Data
         "payer": text("payer", lambda v: v.str.lower(), fill=DEFAULT_PAYER),
         "service_date": np.append(dates, np.datetime64("NaT"))[vf.coded["service_date"].codes].astype("datetime64[ns]"),
         "hcpcs": text("hcpcs"),
-        **{c: pd.Series(pd.array(_arrow(mods[c]).take(combination), dtype="str"))
-           for c in ["modifiers", *MODIFIER_COLUMNS]},
+        **{c: modifier(c) for c in ["modifiers", *MODIFIER_COLUMNS]},
         "units": vf.number("units_num"),
         "charge_amount": vf.number("charge_num"),
         "place_of_service": text("place_of_service"),
