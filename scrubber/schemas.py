@@ -6,6 +6,8 @@ public contract (docs: architecture 3.2/3.3) are never renamed or dropped; new o
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 # --- reference tables (Parquet under reference/<table>/<release>/) -------------------------------
 #
 # Exact decimals (RVUs, GPCIs, CF, OPPS prices) are stored as decimal128 in Parquet and arrive in
@@ -101,3 +103,8 @@ MOSTLY_DISTINCT_COLUMNS: frozenset[str] = frozenset({
 def parquet_dictionary_columns(names: list[str]) -> list[str]:
     """The columns of a Parquet file to dictionary-encode: all but :data:`MOSTLY_DISTINCT_COLUMNS`."""
     return [name for name in names if name not in MOSTLY_DISTINCT_COLUMNS]
+
+
+def is_arrow_text(kind: pa.DataType) -> bool:
+    """Arrow text in either offset width: pandas' text columns are large_string, files often string."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)

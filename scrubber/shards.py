@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from scrubber.claims.readers import PARQUET_ERRORS, read_ahead, sniff_format
-from scrubber.schemas import parquet_dictionary_columns
+from scrubber.schemas import is_arrow_text, parquet_dictionary_columns
 
 #: lines per shard: a 1M-line night is one shard (scrubbed in memory), a 10M-line one eight
 SHARD_LINES = 1_250_000
@@ -137,8 +137,7 @@ def _text_metadata(name: str) -> dict:
 
 
 def _is_text_dictionary(typ: pa.DataType) -> bool:
-    return pa.types.is_dictionary(typ) and (pa.types.is_string(typ.value_type)
-                                            or pa.types.is_large_string(typ.value_type))
+    return pa.types.is_dictionary(typ) and is_arrow_text(typ.value_type)
 
 
 def decode_text_dictionaries(table: pa.Table, only: set[str] | None = None) -> pa.Table:

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from scrubber.claims.validate import claim_line_counts
 from scrubber.errors import InputFileError
-from scrubber.schemas import MOSTLY_DISTINCT_COLUMNS
+from scrubber.schemas import MOSTLY_DISTINCT_COLUMNS, is_arrow_text
 
 _T = TypeVar("_T")
 
@@ -379,7 +379,7 @@ def _parquet_layout(name: str, schema: pa.Schema, known_columns: set[str]) -> tu
     norm = _dedupe_names(name, normalise_header(header), known_columns)
     as_dictionary = [raw for raw, col, fld in zip(header, norm, schema, strict=True)
                      if col not in MOSTLY_DISTINCT_COLUMNS
-                     and (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type))]
+                     and is_arrow_text(fld.type)]
     return header, norm, as_dictionary
 
 

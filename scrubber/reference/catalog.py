@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scrubber.errors import ReferenceNotFound
+from scrubber.schemas import is_arrow_text
 from scrubber.store import Store
 
 CATALOG_KEY = "reference/catalog.json"
@@ -188,8 +189,7 @@ class ReferenceSet:
         key = (table, release)
         if key not in self._arrow:
             data = pa.BufferReader(self.store.read_bytes(self._entry_key(table, release)))
-            text = [f.name for f in pq.read_schema(data)
-                    if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+            text = [f.name for f in pq.read_schema(data) if is_arrow_text(f.type)]
             self._arrow[key] = pq.read_table(data, read_dictionary=text)
         return self._arrow[key]
 

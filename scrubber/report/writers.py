@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 
 from scrubber.report.html import build_html
 from scrubber.report.xlsx import build_exceptions_xlsx, formula_mask, neutralise_arrow, sort_flags
-from scrubber.schemas import FLAG_COLUMNS
+from scrubber.schemas import FLAG_COLUMNS, is_arrow_text
 from scrubber.shards import ParquetSink
 from scrubber.store import Store
 
@@ -59,7 +59,7 @@ def _csv_table(frame: pd.DataFrame) -> pa.Table:
     columns = []
     for field, col in zip(table.schema, table.columns, strict=True):
         kind = field.type
-        if pa.types.is_dictionary(kind) and _is_text(kind.value_type):
+        if pa.types.is_dictionary(kind) and is_arrow_text(kind.value_type):
             if any(formula_mask(c.dictionary).any() for c in col.chunks):
                 col = pa.chunked_array([pa.DictionaryArray.from_arrays(c.indices, neutralise_arrow(c.dictionary))
                                         for c in col.chunks])
@@ -67,7 +67,7 @@ def _csv_table(frame: pd.DataFrame) -> pa.Table:
             continue
         if pa.types.is_dictionary(kind):
             col, kind = col.cast(kind.value_type), kind.value_type
-        if _is_text(kind):
+        if is_arrow_text(kind):
             if any(formula_mask(c).any() for c in col.chunks):  # most columns have nothing to defuse
                 col = pa.chunked_array([neutralise_arrow(c) for c in col.chunks], type=pa.string())
         elif pa.types.is_timestamp(kind):
@@ -76,10 +76,6 @@ def _csv_table(frame: pd.DataFrame) -> pa.Table:
                 col = dates
         columns.append(col)
     return pa.table(columns, names=table.column_names)
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _ordered_flag_columns(flags: pd.DataFrame) -> pd.DataFrame:

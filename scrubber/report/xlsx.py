@@ -32,6 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scrubber.schemas import is_arrow_text
+
 try:  # Intel ISA-L's deflate: the same zlib format about 4x faster at the fast levels (the XML is ~1.7 KB a flag)
     from isal import isal_zlib as _deflate
 except ImportError:  # a platform without its wheels: the standard library's zlib
@@ -156,7 +158,7 @@ def formula_mask(values: pa.Array) -> np.ndarray:
     Read from the first byte of each value in the Arrow buffers: no string is copied or matched.
     """
     n = len(values)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if not is_arrow_text(values.type):
         values = values.cast(pa.string())
     bufs = values.buffers()
     if n == 0 or bufs[2] is None:
@@ -272,8 +274,7 @@ def _text_codes(col: Column) -> tuple[np.ndarray, pa.Array, np.ndarray]:
             series = series.dt.strftime("%Y-%m-%d")
         codes, uniq = pd.factorize(series, use_na_sentinel=True)
         pa_values = getattr(getattr(uniq, "array", uniq), "_pa_array", None)
-        if (pa_values is not None and pa.types.is_string(pa_values.type)) or \
-                (pa_values is not None and pa.types.is_large_string(pa_values.type)):
+        if pa_values is not None and is_arrow_text(pa_values.type):
             uniques = (pa_values.combine_chunks() if isinstance(pa_values, pa.ChunkedArray) else pa_values
                        ).cast(pa.string())
         else:
