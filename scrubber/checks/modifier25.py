@@ -183,6 +183,11 @@ def provider_series(frame: pd.DataFrame, provider_key: str) -> pd.Series:
     return chosen.where(chosen.notna() & (chosen.str.strip() != ""), rendering).astype(str)
 
 
+#: the line columns :func:`_prepare` reads (besides the provider key)
+_PREPARED_FROM = ("line_uid", "patient_id", "rendering_npi", "service_date", "hcpcs", "modifiers", "global_days",
+                  "claim_id", "line_number", "run_id")
+
+
 def _prepare(frame: pd.DataFrame, source: str, provider_key: str) -> pd.DataFrame:
     """Batch or history lines reduced to what the global-surgery checks need (no copies of text columns
     beyond what the merges use)."""
@@ -507,7 +512,10 @@ def _procedure_frame(ctx: CheckContext, rows: _Rows, p: np.ndarray) -> pd.DataFr
     in_batch = p < rows.n_batch
     b_rows, b_inv = np.unique(p[in_batch], return_inverse=True)
     h_rows, h_inv = np.unique(p[~in_batch] - rows.n_batch, return_inverse=True)
-    parts = [_prepare(ctx.lines.iloc[b_rows], "batch", ctx.settings.provider_key)]
+    key = ctx.settings.provider_key
+    # only the columns _prepare reads are taken: priced lines are some 60 columns wide
+    read = [c for c in ctx.lines.columns if c in _PREPARED_FROM or c == key]
+    parts = [_prepare(ctx.lines[read].iloc[b_rows], "batch", key)]
     if rows.hist is not None:
         parts.append(rows.hist.iloc[h_rows])
     both = pd.concat(parts, ignore_index=True)
