@@ -10,7 +10,8 @@ columns) has each row quarantined with that reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,45 +113,80 @@ def _new_info(name: str, data: bytes) -> dict:
             "quarantined": 0, "error": None, "warnings": [], "encoding": None}
 
 
+#: chunks of a big file validated ahead while the oldest waits for the file-wide line-number count
+VALIDATE_AHEAD = 1
+
+
 def _intake_file(name: str, data: bytes, known: set[str], info: dict, chunk_rows: int,
                  dictionary_text: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes."""
+    """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes.
+
+    A chunk is handed out once validated, repeated line numbers included; for those a big file's chunk
+    waits for the file-wide count (a side thread, seconds on 10M lines), and meanwhile the next chunk
+    (:data:`VALIDATE_AHEAD`) is read and validated instead of a core standing idle."""
     # the next chunk is read on a side thread while this one is validated (reading and decoding Parquet
     # releases the GIL; validation is mostly Python); errors surface in order
     tables = readers.read_ahead(_read_chunks(name, data, info["format"], chunk_rows), "intake-read")
-    first = True
-    while True:
-        try:
-            table = next(tables)
-            # validation may wait for a big Parquet file's file-wide line counts, read on a side thread
-            lines, quarantine = _intake_table(table, known, info, first=first, dictionary_text=dictionary_text)
-        except StopIteration:
-            break
-        except InputFileError as exc:
-            if first:  # nothing of the file was read: the file is one quarantine row
-                info.update(rows=1, quarantined=1, error=exc.reason)
-                yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", _preview(data))
-                return
-            # broke part-way: the rows already handed out stand; the unreadable rest is one row
-            info["error"] = exc.reason
-            info.update(rows=info["rows"] + 1, quarantined=info["quarantined"] + 1)
-            yield _no_lines(), _whole_file(name, exc.reason, exc.field or "file", "")
+    pending: deque[_PendingTable] = deque()
+    handed_out = 0
+    error: InputFileError | None = None   # the file broke: nothing after it is read or handed out
+    done_reading = False
+    while pending or not done_reading:
+        if not done_reading:
+            try:
+                table = next(tables)
+                pending.append(_begin_table(table, known, info, first=not (handed_out or pending),
+                                            dictionary_text=dictionary_text))
+            except StopIteration:
+                done_reading = True
+            except InputFileError as exc:   # the chunks before it are still handed out
+                error, done_reading = exc, True
+        # hand out the oldest chunk once its counts are in, or when enough are waiting, or at the end
+        while pending and (done_reading or pending[0].ready() or len(pending) > VALIDATE_AHEAD):
+            try:
+                lines, quarantine = pending.popleft().finish()
+            except InputFileError as exc:   # the file-wide count failed: no later chunk can finish
+                error, done_reading = exc, True
+                pending.clear()
+                break
+            handed_out += 1
+            _count_in(info, lines, quarantine)
+            yield lines, quarantine
+    if error is not None:
+        if not handed_out:  # nothing of the file was handed out: the file is one quarantine row
+            info.update(rows=1, accepted=0, quarantined=1, error=error.reason)
+            yield _no_lines(), _whole_file(name, error.reason, error.field or "file", _preview(data))
             return
-        first = False
-        info.update(rows=info["rows"] + len(lines) + len(quarantine), accepted=info["accepted"] + len(lines),
-                    quarantined=info["quarantined"] + len(quarantine))
-        yield lines, quarantine
+        # broke part-way: the rows already handed out stand; the unreadable rest is one row
+        info["error"] = error.reason
+        info.update(rows=info["rows"] + 1, quarantined=info["quarantined"] + 1)
+        yield _no_lines(), _whole_file(name, error.reason, error.field or "file", "")
+        return
     if info["rows"] == 0 and not info["error"]:
         info["warnings"].append(f"{name}: no data rows")
+
+
+def _count_in(info: dict, lines: pd.DataFrame, quarantine: pd.DataFrame) -> None:
+    info.update(rows=info["rows"] + len(lines) + len(quarantine), accepted=info["accepted"] + len(lines),
+                quarantined=info["quarantined"] + len(quarantine))
 
 
 def _no_lines() -> pd.DataFrame:
     return empty_lines().drop(columns=["line_uid"])
 
 
-def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool,
-                  dictionary_text: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate one RawTable (a whole file or a chunk of one)."""
+@dataclass
+class _PendingTable:
+    """A chunk validated but, maybe, for its repeated line numbers."""
+
+    finish: Callable[[], tuple[pd.DataFrame, pd.DataFrame]]   # (lines, quarantine); may wait for the counts
+    ready: Callable[[], bool] = lambda: True                  # whether finish would answer without waiting
+
+
+def _begin_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool,
+                 dictionary_text: bool = False) -> _PendingTable:
+    """Validate one RawTable (a whole file or a chunk of one), up to the line-number repeats a big
+    file's chunk may have to wait for (:func:`validate.begin_validation`)."""
     name = table.name
     if first:
         info["warnings"] = list(table.warnings)
@@ -169,14 +205,18 @@ def _intake_table(table: readers.RawTable, known: set[str], info: dict, *, first
         if not parts and first:
             parts = [_whole_file(name, reason, fld, ", ".join(table.columns.values()))]
         if not parts:
-            return _no_lines(), validate.empty_quarantine()
+            return _PendingTable(lambda: (_no_lines(), validate.empty_quarantine()))
         quarantine = pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable")
-        return _no_lines(), quarantine.reset_index(drop=True)
-    lines, quarantine = validate.validate_table(table, known, dictionary_text=dictionary_text)
-    if rejected is not None and len(rejected):
-        quarantine = (pd.concat([quarantine, rejected], ignore_index=True)
-                      .sort_values("source_row", kind="stable").reset_index(drop=True))
-    return lines, quarantine
+        return _PendingTable(lambda: (_no_lines(), quarantine.reset_index(drop=True)))
+    begun = validate.begin_validation(table, known, dictionary_text=dictionary_text)
+
+    def finish() -> tuple[pd.DataFrame, pd.DataFrame]:
+        lines, quarantine = begun.finish()
+        if rejected is not None and len(rejected):
+            quarantine = (pd.concat([quarantine, rejected], ignore_index=True)
+                          .sort_values("source_row", kind="stable").reset_index(drop=True))
+        return lines, quarantine
+    return _PendingTable(finish, begun.ready)
 
 
 #: rows validated at a time; bounds intake memory on big files (a 10M-line file is ten chunks)

@@ -82,6 +82,11 @@ class RawTable:
         counts = self.line_counts
         return counts() if callable(counts) else counts
 
+    def line_counts_ready(self) -> bool:
+        """Whether :meth:`file_line_counts` would answer without waiting."""
+        counts = self.line_counts
+        return not callable(counts) or bool(getattr(counts, "done", lambda: True)())
+
 
 def read_ahead(items: Iterator[_T], name: str) -> Iterator[_T]:
     """``items``, the next one made on a side thread (``name``) while the caller works on this one: for
@@ -461,6 +466,7 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
             except PARQUET_ERRORS as exc:  # raised where the chunk's validation asks for them
                 raise InputFileError(name, f"cannot read Parquet: {exc}") from None
             return None if counts is None else counts[first:first + rows]
+        wait.done = lambda: counting.done()  # type: ignore[attr-defined]  # RawTable.line_counts_ready
         return wait
 
     # the file-wide count (seconds on a 10M-line file) runs on a side thread while the first chunk is read

@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -824,28 +825,65 @@ def validate_table(table: RawTable, known: set[str], *, today: date | None = Non
     columns first (:func:`missing_required_columns`). ``dictionary_text``: the text columns made of
     a file's distinct values come as codes into them (:func:`text_dictionary`), not as text.
     """
-    frame = table.frame
-    vf = _ValidationFrame(frame, table.codes)
+    return begin_validation(table, known, today=today, dictionary_text=dictionary_text).finish()
+
+
+def begin_validation(table: RawTable, known: set[str], *, today: date | None = None,
+                     dictionary_text: bool = False) -> PendingValidation:
+    """:func:`validate_table` up to the file-wide line-number repeats, which a big file's chunk may have
+    to wait for (:meth:`RawTable.file_line_counts`): :meth:`PendingValidation.finish` does the rest, so
+    a caller can validate the next chunk meanwhile."""
+    vf = _ValidationFrame(table.frame, table.codes)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as side:
         # GX is mostly Python and the checks below mostly Arrow/numpy: the suite runs on a side thread
         gx = side.submit(_gx_failures, vf, table.name) if len(vf) else None
-        lines, errors = _own_checks(table, vf, known, today, dictionary_text)
+        lines, errors, repeats_at = _own_checks(table, vf, known, today, dictionary_text)
         if gx is not None:
             errors += gx.result()
-    errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
-        e is not None and len(e) for e in errors) else pd.DataFrame(columns=ERROR_COLUMNS)
-    bad_rows = np.unique(errs["source_row"].to_numpy(dtype=np.int64)) if len(errs) else np.array([], np.int64)
-    is_bad = np.isin(vf["source_row"].to_numpy(), bad_rows)
-    if is_bad.any():  # every row was made canonical meanwhile: keep the good ones
-        lines = lines.take(np.flatnonzero(~is_bad)).reset_index(drop=True)
-    quarantine = _quarantine_rows(table, vf, is_bad, errs)
-    return lines, quarantine
+    return PendingValidation(table, vf, lines, errors, repeats_at)
+
+
+@dataclass
+class PendingValidation:
+    """A table validated but for its repeated line numbers (see :func:`begin_validation`)."""
+
+    table: RawTable
+    vf: _ValidationFrame
+    lines: pd.DataFrame                     # every row made canonical, bad ones included
+    errors: list[pd.DataFrame | None]
+    repeats_at: int                         # where the repeated line numbers go among a row's reasons
+
+    def ready(self) -> bool:
+        """Whether :meth:`finish` would run without waiting for the file-wide line counts."""
+        return self.table.line_counts_ready()
+
+    def finish(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(canonical lines, quarantine rows), waiting for the file-wide line counts where needed."""
+        vf, errors = self.vf, list(self.errors)
+        # line_number unique within claim, counted over the whole file (a chunk gets the file's counts)
+        times = self.table.file_line_counts()
+        if times is None:
+            times = _pair_counts(vf["claim_id"], vf["line_number_num"])
+        dup = times > 1
+        if dup.any():
+            reason = ("appears " + pd.Series(times, dtype="Int64").astype("str") + " times in claim '"
+                      + vf["claim_id"].fillna("") + "'")
+            errors.insert(self.repeats_at, _mask_errors(vf, dup, "line_number", reason))
+        errs = pd.concat([e for e in errors if e is not None and len(e)], ignore_index=True) if any(
+            e is not None and len(e) for e in errors) else pd.DataFrame(columns=ERROR_COLUMNS)
+        bad_rows = np.unique(errs["source_row"].to_numpy(dtype=np.int64)) if len(errs) else np.array([], np.int64)
+        is_bad = np.isin(vf["source_row"].to_numpy(), bad_rows)
+        lines = self.lines
+        if is_bad.any():  # every row was made canonical meanwhile: keep the good ones
+            lines = lines.take(np.flatnonzero(~is_bad)).reset_index(drop=True)
+        return lines, _quarantine_rows(self.table, vf, is_bad, errs)
 
 
 def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: date | None,
-                dictionary_text: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame | None]]:
-    """The checks GX does not express (check digits, calendar dates, repeats, modifier combinations) and
-    every row made canonical (bad ones are dropped once all errors are in): (lines, errors)."""
+                dictionary_text: bool = False) -> tuple[pd.DataFrame, list[pd.DataFrame | None], int]:
+    """The checks GX does not express (check digits, calendar dates, modifier combinations; repeats are
+    :meth:`PendingValidation.finish`'s) and every row made canonical (bad ones are dropped once all
+    errors are in): (lines, errors, where the repeated line numbers go among the errors)."""
     frame = table.frame
     errors: list[pd.DataFrame | None] = []
     if table.row_errors is not None and len(table.row_errors):
@@ -879,18 +917,7 @@ def _own_checks(table: RawTable, vf: _ValidationFrame, known: set[str], today: d
     errors += mod_errors
     lines = _canonical(table.name, vf, dates.to_numpy(), canon_mods, mod_combination,
                        dictionary_text=dictionary_text)
-
-    # line_number unique within claim, counted over the whole file (a chunk gets the file's counts, which
-    # a big file's first chunk may still be waiting for: asked for last)
-    times = table.file_line_counts()
-    if times is None:
-        times = _pair_counts(vf["claim_id"], vf["line_number_num"])
-    dup = times > 1
-    if dup.any():
-        reason = ("appears " + pd.Series(times, dtype="Int64").astype("str") + " times in claim '"
-                  + vf["claim_id"].fillna("") + "'")
-        errors.insert(repeats_at, _mask_errors(vf, dup, "line_number", reason))
-    return lines, errors
+    return lines, errors, repeats_at
 
 
 def _canonical(name: str, vf: _ValidationFrame, dates: np.ndarray, mods: pd.DataFrame,

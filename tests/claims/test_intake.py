@@ -509,6 +509,88 @@ def test_a_big_parquet_file_whose_line_numbers_cannot_be_counted_is_quarantined_
     assert result.files[0]["error"].startswith("cannot read Parquet")
 
 
+def _as_parquet_rows(result):
+    """A CSV intake's result numbered as the same rows in Parquet (no header row: one less)."""
+    for frame in (result.lines, result.quarantine):
+        frame["source_row"] -= 1
+    return result
+
+
+def _damaged_parquet(tmp_path: Path, column: str, row_group: int) -> Path:
+    """The chunked test claims as Parquet (row groups of 5 rows) with one column page of one row group
+    overwritten, as a truncated copy or a bad disk leaves a file."""
+    path = tmp_path / "claims.parquet"
+    pd.read_csv(write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(_chunk_rows()) + "\n"), dtype=str,
+                keep_default_na=False).to_parquet(path, index=False, row_group_size=5, compression=None)
+    group = pq.ParquetFile(path).metadata.row_group(row_group)
+    chunk = next(group.column(i) for i in range(group.num_columns) if group.column(i).path_in_schema == column)
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start:start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def test_a_big_parquet_file_that_breaks_part_way_keeps_the_chunks_before_the_break(tmp_path: Path) -> None:
+    """A damaged page in a column the line-number count does not read (row group 4 of 4): the chunks
+    read before it are scrubbed as usual, the unreadable rest is one quarantine row naming the row
+    where reading stopped, and the counts reconcile."""
+    result = intake([_damaged_parquet(tmp_path, "hcpcs", 3)], chunk_rows=4)
+    whole = _as_parquet_rows(intake([write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(_chunk_rows()) + "\n")]))
+    rows = result.quarantine[result.quarantine["field"] != "file"]
+    handed_out = max(result.lines["source_row"].max(), rows["source_row"].max())
+    assert handed_out % 4 == 0 and 8 <= handed_out < 16            # whole chunks before row group 4
+    pd.testing.assert_frame_equal(result.lines.drop(columns="source_file"),
+                                  whole.lines[whole.lines["source_row"] <= handed_out].drop(columns="source_file"))
+    broken = result.quarantine[result.quarantine["field"] == "file"]
+    assert len(broken) == 1 and broken.iloc[0]["reason"].startswith("cannot read Parquet from row ")
+    assert len(result.quarantine) == 1 + (whole.quarantine["source_row"] <= handed_out).sum()
+    assert result.files[0]["error"].startswith("cannot read Parquet")
+    assert_reconciles(result)
+
+
+def test_the_next_chunk_is_validated_while_the_file_wide_line_count_runs(tmp_path: Path, monkeypatch) -> None:
+    """A big Parquet file's first chunk is handed out only once the file-wide line-number count is in;
+    meanwhile the second chunk is read and validated (the count is held until that has begun). The
+    chunks come out in order, with the same lines and quarantine as the whole file validated at once."""
+    import threading
+
+    from scrubber.claims import readers, validate
+
+    path = tmp_path / "claims.parquet"
+    csv = write(tmp_path, "claims.csv", HEADER + "\n" + "\n".join(_chunk_rows()) + "\n")
+    pd.read_csv(csv, dtype=str, keep_default_na=False).to_parquet(path, index=False, row_group_size=5)
+    counted, events = threading.Event(), []
+    count_file, begin = readers._file_line_counts, validate.begin_validation
+
+    def held_count(columns):
+        counted.wait(timeout=20)   # without validating ahead, the first chunk waits these 20 s out
+        return count_file(columns)
+
+    def begin_and_note(table, known, **options):
+        events.append(f"begin {table.frame['source_row'].iloc[0]}")
+        if len(events) == 2:
+            counted.set()
+        return begin(table, known, **options)
+
+    monkeypatch.setattr(readers, "_file_line_counts", held_count)
+    monkeypatch.setattr(validate, "begin_validation", begin_and_note)
+    stream = IntakeStream([path], chunk_rows=4)
+    chunks = []
+    for chunk in stream:
+        events.append(f"out {chunk['source_row'].iloc[0]}")
+        chunks.append(chunk)
+    assert events[:3] == ["begin 1", "begin 5", "out 1"]
+    assert [e for e in events if e.startswith("out")] == sorted((e for e in events if e.startswith("out")),
+                                                                key=lambda e: int(e.split()[1]))
+    whole = _as_parquet_rows(intake([csv]))
+    lines = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(lines.drop(columns="source_file"), whole.lines.drop(columns="source_file"))
+    pd.testing.assert_frame_equal(stream.quarantine.drop(columns=["source_file", "raw"]),
+                                  whole.quarantine.drop(columns=["source_file", "raw"]))
+
+
 def test_stream_hands_out_chunks_with_running_line_uids(chunked_file: Path) -> None:
     stream = IntakeStream([chunked_file], chunk_rows=4)
     chunks = list(stream)
