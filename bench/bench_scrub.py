@@ -13,7 +13,8 @@ new files; generation is not timed) and scrubbed in a fresh Python process, so p
 (resource.getrusage ru_maxrss) belongs to that run alone. Each run gets its own store (the reference
 folder hard-linked in, no history), so every size starts from the same state.
 
-The child wraps the pipeline's stage functions (intake validation per chunk, the spill of chunks into
+The child wraps the pipeline's stage functions (intake validation per chunk and its repeated line
+numbers, which may wait for a big file's file-wide count, the spill of chunks into
 shards by patient, pricing, each check family, flag building, amount at risk, stringifying mixed flag columns,
 each shard's lines written out, the report files that wait for the lines and the summary) to record
 per stage: wall seconds, CPU seconds (user + sys of the process; on a shared 2-core machine wall
@@ -172,7 +173,11 @@ def instrument(meter: StageMeter) -> None:
     history, pipeline, pricing, engine = mod("history"), mod("pipeline"), mod("pricing"), mod("checks.engine")
     intake, summary, writers = mod("claims.intake"), mod("report.summary"), mod("report.writers")
 
-    intake._intake_table = meter.wrap("intake.validate", intake._intake_table)
+    validate = mod("claims.validate")
+    intake._begin_table = meter.wrap("intake.validate", intake._begin_table)
+    # repeated line numbers and the split into lines and quarantine (its wall time includes waiting for
+    # a big file's file-wide line-number count)
+    validate.PendingValidation.finish = meter.wrap("intake.repeats", validate.PendingValidation.finish)
     shards = mod("shards")
     shards.ShardSpill._split = meter.wrap("intake.spill", shards.ShardSpill._split)  # side thread
     pipeline.RunOutput._write_lines = meter.wrap("lines_output", pipeline.RunOutput._write_lines)
