@@ -21,8 +21,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -58,8 +58,8 @@ class RawTable:
     line_counts: for a chunk of a bigger file, how many rows of the *whole file* carry each row's
         (claim_id, line_number) pair, so a line number repeated across chunks is still caught; None
         when the frame is the whole file (validation counts within it). A big Parquet file's are
-        still being counted when its first chunk is handed out: a function that waits for them
-        (:meth:`file_line_counts`).
+        still being counted when its first chunk is handed out (:class:`LaterLineCounts`; see
+        :meth:`file_line_counts`).
     codes: see the field.
     """
 
@@ -72,7 +72,7 @@ class RawTable:
     rejected: pd.DataFrame | None = None
     row_errors: pd.DataFrame | None = None
     raw_column: str | None = None
-    line_counts: np.ndarray | Callable[[], np.ndarray | None] | None = None
+    line_counts: np.ndarray | LaterLineCounts | None = None
     #: columns the reader already had as distinct values (Parquet dictionaries): name -> (distinct text,
     #: per row the index of its value, -1 missing), so validation does not hash them again
     codes: dict[str, tuple[pa.Array, np.ndarray]] = field(default_factory=dict)
@@ -80,12 +80,30 @@ class RawTable:
     def file_line_counts(self) -> np.ndarray | None:
         """:attr:`line_counts`, waiting for them where they are still being counted."""
         counts = self.line_counts
-        return counts() if callable(counts) else counts
+        return counts.wait() if isinstance(counts, LaterLineCounts) else counts
 
     def line_counts_ready(self) -> bool:
         """Whether :meth:`file_line_counts` would answer without waiting."""
         counts = self.line_counts
-        return not callable(counts) or bool(getattr(counts, "done", lambda: True)())
+        return not isinstance(counts, LaterLineCounts) or counts.counting.done()
+
+
+@dataclass(frozen=True)
+class LaterLineCounts:
+    """A chunk's share (``rows`` rows from ``first``) of a file's line counts, still being counted on a
+    side thread (``counting``)."""
+
+    name: str
+    counting: Future
+    first: int
+    rows: int
+
+    def wait(self) -> np.ndarray | None:
+        try:
+            counts = self.counting.result()
+        except PARQUET_ERRORS as exc:  # raised where the chunk's validation asks for them
+            raise InputFileError(self.name, f"cannot read Parquet: {exc}") from None
+        return None if counts is None else counts[self.first:self.first + self.rows]
 
 
 def read_ahead(items: Iterator[_T], name: str) -> Iterator[_T]:
@@ -360,7 +378,7 @@ PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError)
 
 
 def _parquet_raw(name: str, columns: list[pa.ChunkedArray], norm: list[str], header: list[str], first_row: int,
-                 line_counts: np.ndarray | Callable[[], np.ndarray | None] | None = None) -> RawTable:
+                 line_counts: np.ndarray | LaterLineCounts | None = None) -> RawTable:
     """RawTable of Parquet rows ``first_row``.. (1-based source rows) from their typed columns."""
     texts, codes = {}, {}
     # two at a time: Arrow's kernels leave Python's lock, and validation waits for this chunk
@@ -459,16 +477,6 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
         read = own.read(columns=[header[norm.index(col)] for col in wanted])          # both columns at once
         return _file_line_counts({col: _line_count_key(col, read.column(i)) for i, col in enumerate(wanted)})
 
-    def counts_of(first: int, rows: int) -> Callable[[], np.ndarray | None]:
-        def wait() -> np.ndarray | None:
-            try:
-                counts = counting.result()
-            except PARQUET_ERRORS as exc:  # raised where the chunk's validation asks for them
-                raise InputFileError(name, f"cannot read Parquet: {exc}") from None
-            return None if counts is None else counts[first:first + rows]
-        wait.done = lambda: counting.done()  # type: ignore[attr-defined]  # RawTable.line_counts_ready
-        return wait
-
     # the file-wide count (seconds on a 10M-line file) runs on a side thread while the first chunk is read
     # and validated: validation asks for the counts last (RawTable.file_line_counts)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="line-counts") as side:
@@ -477,7 +485,8 @@ def read_parquet_chunks(name: str, data: bytes, known_columns: set[str], chunk_r
             reader = pq.ParquetFile(pa.BufferReader(data), read_dictionary=as_dictionary)
             start = 0
             for chunk in _whole_chunks(reader.iter_batches(batch_size=chunk_rows), chunk_rows, name):
-                yield _parquet_raw(name, chunk.columns, norm, header, start + 1, counts_of(start, chunk.num_rows))
+                yield _parquet_raw(name, chunk.columns, norm, header, start + 1,
+                                   LaterLineCounts(name, counting, start, chunk.num_rows))
                 start += chunk.num_rows
         except PARQUET_ERRORS as exc:
             raise InputFileError(name, f"cannot read Parquet: {exc}") from None

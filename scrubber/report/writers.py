@@ -216,7 +216,7 @@ class ReportWriter:
                          else self._parquet(lines)))
         self._submit(late)
         if "html" in self.formats:  # built here, beside the writers, instead of after the slowest of them
-            self._data(lambda: build_html(flags, summary, quarantine).encode("utf-8"))(self.prefix + "report.html")
+            self.store.write_bytes(self.prefix + "report.html", build_html(flags, summary, quarantine).encode("utf-8"))
         for future in self._futures:
             future.result()
         if before_summary is not None:
