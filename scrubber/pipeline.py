@@ -452,7 +452,7 @@ def stage_publish(store: Store, spec: RunSpec, shard_results: Sequence[str], *, 
                 merged_timings[k] = merged_timings.get(k, 0.0) + v
         return _publish(store, spec, output, quarantine=quarantine, input_rows=intake_doc["input_rows"],
                         files=intake_doc["files"], timings=merged_timings, out_store=out_store,
-                        out_prefix=out_prefix)
+                        out_prefix=out_prefix, settings=settings or Settings.from_env())
 
 
 class RunOutput:
@@ -553,7 +553,7 @@ class RunOutput:
 
 
 def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.DataFrame, input_rows: int,
-             files: list, timings: dict, out_store: Store | None, out_prefix: str | None) -> dict:
+             files: list, timings: dict, out_store: Store | None, out_prefix: str | None, settings: Settings) -> dict:
     from scrubber.report.summary import build_summary
     from scrubber.report.writers import ReportWriter
 
@@ -568,7 +568,8 @@ def _publish(store: Store, spec: RunSpec, output: RunOutput, *, quarantine: pd.D
     output.flag_parts = [flags]
     target, prefix = (out_store, out_prefix or "") if out_store is not None else (store, spec.report_prefix)
     # the flag files start now, while the last shard's lines may still be being written on the side thread
-    with ReportWriter(target, prefix, flags=flags, quarantine=quarantine) as report:
+    with ReportWriter(target, prefix, flags=flags, quarantine=quarantine,
+                      xlsx_info_rows=settings.xlsx_info_rows) as report:
         lines = output.lines()
         timings["lines_output"] = output.seconds
         summary = build_summary(run_id=spec.run_id, run_date=spec.run_date, lines=output.totals, flags=flags,
@@ -665,7 +666,8 @@ def run_scrub(store: Store, sources: Sequence[Source], *, run_date: date, run_id
             release_freed_memory()
         out_store = LocalStore(out_dir) if out_dir is not None else None
         summary = _publish(store, spec, output, quarantine=stream.quarantine, input_rows=stream.input_rows,
-                           files=stream.files, timings=timings, out_store=out_store, out_prefix="")
+                           files=stream.files, timings=timings, out_store=out_store, out_prefix="",
+                           settings=settings)
         held = pd.concat(output.held, ignore_index=True) if len(output.held) > 1 else (
             output.held[0] if output.held else None)
         flags = output.flag_parts[0]

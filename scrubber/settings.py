@@ -18,6 +18,16 @@ def _default_rules_dir() -> Path:
     return PROJECT_DIR / "rules"
 
 
+def _row_limit(name: str, value: str) -> int | None:
+    """A row count from the environment: a whole number >= 0, or "all" for no limit."""
+    text = value.strip().replace("_", "").replace(",", "")
+    if text.lower() in ("all", "none", ""):
+        return None
+    if not text.isdigit():
+        raise ValueError(f"{name}={value!r}: expected a whole number of rows (0 or more) or 'all'")
+    return int(text)
+
+
 @dataclass
 class Settings:
     """Everything a run can be configured with. Build with :meth:`from_env`."""
@@ -36,6 +46,9 @@ class Settings:
     #: a run keeps freed memory for reuse and freezes imported objects out of the garbage collector
     #: (scrubber.runtime); off leaves the process's allocator and collector as they are.
     tune_process: bool = True
+    #: info flags on each sheet of exceptions.xlsx at most (None: all, up to Excel's row limit). Deny and
+    #: review flags are always all there; flags.csv and flags.parquet always hold every flag.
+    xlsx_info_rows: int | None = 100_000
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -48,6 +61,8 @@ class Settings:
             provider_key=env.get("SCRUBBER_PROVIDER_KEY", "rendering_npi"),
             ptp_deletion_inclusive=env.get("SCRUBBER_PTP_DELETION_INCLUSIVE", "1") not in ("0", "false", "no"),
             tune_process=env.get("SCRUBBER_TUNE_PROCESS", "1") not in ("0", "false", "no"),
+            xlsx_info_rows=(_row_limit("SCRUBBER_XLSX_INFO_ROWS", env["SCRUBBER_XLSX_INFO_ROWS"])
+                            if "SCRUBBER_XLSX_INFO_ROWS" in env else cls.xlsx_info_rows),
         )
         if env.get("SCRUBBER_RULES_DIR"):
             s.rules_dir = Path(env["SCRUBBER_RULES_DIR"])

@@ -85,3 +85,29 @@ def test_an_error_in_a_family_checked_beside_pricing_reaches_the_run(rvu25d_stor
         _scrub_sample(rvu25d_store, tmp_path)
     assert any("check family 'units'" in note for note in failure.value.__notes__)
     assert not (tmp_path / "report" / "summary.json").exists()
+
+
+def test_the_workbook_leaves_out_info_flags_past_the_setting_and_the_flag_files_keep_them(
+        rvu25d_store, tmp_path: Path) -> None:
+    """settings.xlsx_info_rows reaches the workbook of a run; flags.csv still has every flag."""
+    import csv
+
+    import openpyxl
+
+    root = tmp_path / "store"
+    shutil.copytree(rvu25d_store.root / "reference", root / "reference")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(CLAIMS + "C3,1,P3,1234567893,2025-11-14,99213,1,22,120.00\n"
+                               "C4,1,P4,1234567893,2025-11-14,99214,1,22,150.00\n")
+    result = run_scrub(LocalStore(root), [claims], run_date=date(2026, 1, 5), out_dir=tmp_path / "report",
+                       settings=Settings.from_env(store=str(root), xlsx_info_rows=0))
+    with open(tmp_path / "report" / "flags.csv", newline="") as fh:
+        severities = [row["severity"] for row in csv.DictReader(fh)]
+    n_info = severities.count("info")
+    assert n_info >= 2 and len(severities) > n_info, severities
+    sheet = openpyxl.load_workbook(tmp_path / "report" / "exceptions.xlsx")["Flags"]
+    column = [c.value for c in sheet[1]].index("Severity")
+    shown = [row[column] for row in sheet.iter_rows(min_row=2, values_only=True) if row[column] is not None]
+    assert shown and "info" not in shown and len(shown) == len(severities) - n_info
+    assert f"none of the {n_info} info flags" in sheet.cell(row=len(shown) + 2, column=1).value
+    assert result.summary["counts"]["flags_by_severity"]["info"] == n_info

@@ -115,14 +115,16 @@ def _parquet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(store: Store, prefix: str, *, flags: pd.DataFrame, lines: pd.DataFrame | Path,
                  quarantine: pd.DataFrame, summary: dict,
-                 formats: Sequence[str] = ALL_FORMATS) -> list[str]:
+                 formats: Sequence[str] = ALL_FORMATS, xlsx_info_rows: int | None = None) -> list[str]:
     """Write the report files under ``prefix``; returns their keys, summary.json last.
 
     ``summary`` is a dict from ``scrubber.report.summary.build_summary``; its ``files`` entry is set
     to the files written here. ``lines`` may be a Parquet file already written (a big run streams its
     lines there shard by shard); it is published as lines.parquet. Unknown formats raise ValueError.
+    ``xlsx_info_rows``: info flags per workbook sheet at most (see ``build_exceptions_xlsx``).
     """
-    with ReportWriter(store, prefix, flags=flags, quarantine=quarantine, formats=formats) as report:
+    with ReportWriter(store, prefix, flags=flags, quarantine=quarantine, formats=formats,
+                      xlsx_info_rows=xlsx_info_rows) as report:
         return report.finish(lines=lines, summary=summary)
 
 
@@ -139,7 +141,7 @@ class ReportWriter:
     """
 
     def __init__(self, store: Store, prefix: str, *, flags: pd.DataFrame, quarantine: pd.DataFrame | None,
-                 formats: Sequence[str] = ALL_FORMATS) -> None:
+                 formats: Sequence[str] = ALL_FORMATS, xlsx_info_rows: int | None = None) -> None:
         unknown = set(formats) - set(ALL_FORMATS)
         if unknown:
             raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {ALL_FORMATS}")
@@ -153,7 +155,8 @@ class ReportWriter:
         flags, quarantine = self.flags, self.quarantine
         early: list[tuple[str, Callable[[str], None]]] = []
         if "xlsx" in formats:
-            early.append(("exceptions.xlsx", self._data(lambda: build_exceptions_xlsx(flags, self._summary.result))))
+            early.append(("exceptions.xlsx", self._data(lambda: build_exceptions_xlsx(
+                flags, self._summary.result, info_rows=xlsx_info_rows))))
         if "csv" in formats:
             early += [("flags.csv", self._csv_file(flags)),
                       ("quarantine.csv", self._data(lambda: _csv_bytes(quarantine) if len(quarantine.columns)

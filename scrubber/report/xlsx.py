@@ -221,15 +221,26 @@ class Column:
 
 
 @dataclass
+class RowCap:
+    """Only the first ``rows`` rows of a sheet are laid out; ``note`` (below them) says what was left
+    out and where it is."""
+
+    rows: int
+    note: str
+
+
+@dataclass
 class SheetSplit:
     """Part sheets of a table sheet: part ``p`` holds the rows whose ``codes`` value is ``p`` (in the
     sheet's order; -1: in no part), without column ``column``. They are laid out in the same pass as
     the whole sheet, from the same cell XML: the Flags sheet's family sheets hold the same rows again,
-    and laying them out a second time was a third of the workbook's time."""
+    and laying them out a second time was a third of the workbook's time. ``caps``: a part's
+    :class:`RowCap` (None: every row of the part, up to Excel's limit)."""
 
     column: int
     codes: np.ndarray
     names: list[str]
+    caps: list[RowCap | None] | None = None
 
 
 @dataclass
@@ -241,6 +252,7 @@ class TableSheet:
     columns: list[Column]
     note: str | None = None     # appended below the data when rows were capped
     split: SheetSplit | None = None
+    cap: RowCap | None = None   # fewer rows than Excel's limit, said in a note
 
 
 @dataclass
@@ -378,10 +390,13 @@ def _plan_table(sheet: TableSheet, sst: SharedStrings) -> _TablePlan:
     The payloads are left whole (part sheets may need rows past the cap); ``nrows`` is what is laid out."""
     for c in sheet.columns:
         encode_column(c, sst)
-    return _capped(sheet.columns, len(sheet.columns[0]) if sheet.columns else 0, sheet.note, sst)
+    return _capped(sheet.columns, len(sheet.columns[0]) if sheet.columns else 0, sheet.note, sst, sheet.cap)
 
 
-def _capped(columns: list[Column], nrows: int, note: str | None, sst: SharedStrings) -> _TablePlan:
+def _capped(columns: list[Column], nrows: int, note: str | None, sst: SharedStrings,
+            cap: RowCap | None = None) -> _TablePlan:
+    if cap is not None and cap.rows <= nrows:
+        note, nrows = f"{note or ''} {cap.note}", cap.rows
     limit = EXCEL_MAX_ROWS - 2                         # header + one row for the cap note
     if nrows > limit:
         note = (note or "") + f" Showing the first {limit:,} of {nrows:,} rows (Excel's row limit); " \
@@ -397,7 +412,8 @@ def _plan_parts(sheet: TableSheet, sst: SharedStrings) -> list[_TablePlan]:
     assert split is not None
     columns = [c for j, c in enumerate(sheet.columns) if j != split.column]
     counts = np.bincount(split.codes[split.codes >= 0], minlength=len(split.names))
-    return [_capped(columns, int(n), None, sst) for n in counts]
+    caps = split.caps or [None] * len(counts)
+    return [_capped(columns, int(n), None, sst, cap) for n, cap in zip(counts, caps, strict=True)]
 
 
 def _sheet_frame(plan: _TablePlan) -> tuple[bytes, bytes, str]:
@@ -936,32 +952,88 @@ def summary_sheet(summary: dict) -> GridSheet:
     return GridSheet("Summary", rows, widths=[44, 22, 16, 16])
 
 
-def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict]) -> bytes:
+def build_exceptions_xlsx(flags: pd.DataFrame, summary: dict | Callable[[], dict], *,
+                          info_rows: int | None = None) -> bytes:
     """Summary sheet, Flags sheet (by $ at risk), one sheet per rule family present.
 
     Each flag column is encoded once; the family sheets are parts of the Flags sheet (:class:`SheetSplit`),
     laid out in its pass from the same cell XML.
     ``summary`` may be a callable giving it: it is then asked for only once the flag sheets are laid
     out, so a run can start its workbook before its totals are known.
+    ``info_rows``: at most this many ``info`` flags on each sheet (None: all, up to Excel's row limit).
+    Every deny and review flag is laid out; info flags (no money at risk, last in report order) can be
+    most of a big night's flags (an NCCI pair bypassed by 59 on every E/M-25 with a procedure), and a
+    workbook of a million of them is one nobody can open. A sheet that leaves some out says so.
     """
     ordered = sort_flags(flags).reset_index(drop=True)
+    families: list[tuple[str, int]] = []
+    fam_codes, fam_values = np.zeros(0, dtype=np.int64), []
+    if len(ordered) and "rule_family" in ordered.columns:
+        fam_codes, fam_values = pd.factorize(ordered["rule_family"])
+        families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))
+    info = _info_cap(ordered, fam_codes, info_rows)
+    if info is not None and len(info.kept) < len(ordered):
+        ordered = ordered.take(info.kept).reset_index(drop=True)
+        fam_codes = fam_codes[info.kept] if len(fam_codes) else fam_codes
     sst = SharedStrings()
     columns = _flag_columns(ordered)
     encode_columns(columns, sst)
     first = (LaterSheet("Summary", lambda: summary_sheet(summary())) if callable(summary)
              else summary_sheet(summary))
-    flags_sheet = TableSheet("Flags", columns)
-    if len(ordered) and "rule_family" in ordered.columns:
-        fam_codes, fam_values = pd.factorize(ordered["rule_family"])
-        families = sorted((f, code) for code, f in enumerate(fam_values) if isinstance(f, str))
-        if families:
-            # part p: the family sorted p-th (codes of missing or non-text families: in no part)
-            part_of = np.full(len(fam_values) + 1, -1, dtype=np.int64)
-            part_of[[code for _, code in families]] = np.arange(len(families))
-            family_column = [name for name, *_ in _present(ordered)].index("rule_family")
-            flags_sheet.split = SheetSplit(family_column, part_of[fam_codes], [f for f, _ in families])
+    flags_sheet = TableSheet("Flags", columns, cap=info.sheet if info is not None else None)
+    if families:
+        # part p: the family sorted p-th (codes of missing or non-text families: in no part)
+        part_of = np.full(len(fam_values) + 1, -1, dtype=np.int64)
+        part_of[[code for _, code in families]] = np.arange(len(families))
+        family_column = [name for name, *_ in _present(ordered)].index("rule_family")
+        caps = [info.families.get(code) for _, code in families] if info is not None else None
+        flags_sheet.split = SheetSplit(family_column, part_of[fam_codes], [f for f, _ in families], caps)
     sheets: list[TableSheet | GridSheet | LaterSheet] = [first, flags_sheet]
     return write_workbook(sheets, sst)
+
+
+@dataclass
+class _InfoCap:
+    """Which flags in report order go into the workbook, and the caps of the sheets that leave some out."""
+
+    kept: np.ndarray                                  # row positions, in order
+    sheet: RowCap | None                              # of the Flags sheet
+    families: dict[int, RowCap] = field(default_factory=dict)   # by rule_family code
+
+
+def _info_cap(ordered: pd.DataFrame, fam_codes: np.ndarray, info_rows: int | None) -> _InfoCap | None:
+    """The flags of a workbook with at most ``info_rows`` info flags per sheet: every other flag, the
+    first ``info_rows`` info flags overall (the Flags sheet) and the first ``info_rows`` of each family
+    (its sheet). None when nothing is left out.
+
+    Report order puts info flags last (they carry no money at risk and rank after deny and review), so
+    each sheet's first rows are the ones it keeps. Should that ever not hold, nothing is left out."""
+    if info_rows is None or "severity" not in ordered.columns:
+        return None
+    info_rows = max(int(info_rows), 0)
+    is_info = (ordered["severity"] == "info").to_numpy(dtype=bool, na_value=False)
+    n_info = int(is_info.sum())
+    if n_info <= info_rows or bool((np.diff(is_info.view(np.int8)) < 0).any()):
+        return None
+    rank = np.cumsum(is_info)                         # an info flag's rank among info flags, from 1
+    keep = ~is_info | (rank <= info_rows)
+    families: dict[int, RowCap] = {}
+    if len(fam_codes):
+        fam_rank = pd.Series(is_info.astype(np.int64)).groupby(fam_codes).cumsum().to_numpy()
+        keep |= is_info & (fam_rank <= info_rows)
+        known = fam_codes >= 0
+        rows = np.bincount(fam_codes[known], minlength=int(fam_codes.max(initial=-1)) + 1)
+        infos = np.bincount(fam_codes[known & is_info], minlength=len(rows))
+        families = {code: RowCap(int(rows[code] - infos[code]) + info_rows, _info_note(info_rows, int(infos[code])))
+                    for code in np.flatnonzero(infos > info_rows).tolist()}
+    return _InfoCap(np.flatnonzero(keep), RowCap(len(ordered) - n_info + info_rows, _info_note(info_rows, n_info)),
+                    families)
+
+
+def _info_note(shown: int, total: int) -> str:
+    what = f"the first {shown:,} of {total:,} info flags" if shown else f"none of the {total:,} info flags"
+    return (f"Every deny and review flag is above; {what} (no money at risk). "
+            "Every flag is in flags.csv / flags.parquet.")
 
 
 def _present(frame: pd.DataFrame) -> list[tuple[str, str, str, float]]:

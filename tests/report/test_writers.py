@@ -277,6 +277,61 @@ def test_excel_row_cap_leaves_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "Showing the first 4 of 6 rows" in ws.cell(row=6, column=1).value
 
 
+def _many_info_flags() -> pd.DataFrame:
+    """Flags in three families: bundling 2 deny + 5 info, place_of_service 1 review + 2 info, units 3 info;
+    each info flag's message names its family and its place among that family's info flags."""
+    spec = ([("bundling", "deny", 90.0)] * 2 + [("bundling", "info", 0.0)] * 5 + [("place_of_service", "review", 40.0)]
+            + [("place_of_service", "info", 0.0)] * 2 + [("units", "info", 0.0)] * 3)
+    rng = np.random.default_rng(3)
+    spec = [spec[i] for i in rng.permutation(len(spec))]
+    seen: dict[str, int] = {}
+    messages = []
+    for family, severity, _ in spec:
+        seen[family + severity] = seen.get(family + severity, 0) + 1
+        messages.append(f"{family} {severity} {seen[family + severity]}")
+    n = len(spec)
+    return pd.DataFrame({
+        "claim_id": [f"C{i:02d}" for i in range(n)], "line_number": 1, "patient_id": "P1",
+        "service_date": pd.to_datetime(["2025-11-03"] * n), "hcpcs": "99213",
+        "rule_family": [f for f, _, _ in spec], "rule_id": "R", "severity": [s for _, s, _ in spec],
+        "message": messages, "amount_at_risk": [a for _, _, a in spec], "line_uid": range(n)})
+
+
+def _sheet_messages(wb: openpyxl.Workbook, name: str) -> tuple[list[str], str | None]:
+    """A sheet's flag messages (data rows) and the note below them, if any."""
+    ws = wb[name]
+    column = [c.value for c in ws[1]].index("What is wrong")
+    rows = [r for r in ws.iter_rows(min_row=2, values_only=True) if any(v is not None for v in r)]
+    note = rows[-1][0] if rows and rows[-1][column] is None else None
+    return [r[column] for r in (rows[:-1] if note else rows)], note
+
+
+def test_workbook_keeps_every_deny_and_review_flag_and_at_most_info_rows_info_flags_per_sheet() -> None:
+    flags = _many_info_flags()
+    wb = openpyxl.load_workbook(io.BytesIO(report_xlsx.build_exceptions_xlsx(flags, {}, info_rows=3)))
+    assert wb.sheetnames == ["Summary", "Flags", "bundling", "place_of_service", "units"]
+    shown, note = _sheet_messages(wb, "Flags")
+    assert shown[:3] == ["bundling deny 1", "bundling deny 2", "place_of_service review 1"]
+    assert len(shown) == 6 and all(" info " in m for m in shown[3:])       # the first 3 of 10 info flags
+    assert "the first 3 of 10 info flags" in note and "flags.csv" in note
+    shown, note = _sheet_messages(wb, "bundling")    # its own first three info flags, on the Flags sheet or not
+    assert shown == ["bundling deny 1", "bundling deny 2", "bundling info 1", "bundling info 2", "bundling info 3"]
+    assert "the first 3 of 5 info flags" in note
+    assert _sheet_messages(wb, "place_of_service") == (
+        ["place_of_service review 1", "place_of_service info 1", "place_of_service info 2"], None)
+    assert _sheet_messages(wb, "units") == (["units info 1", "units info 2", "units info 3"], None)
+
+    wb = openpyxl.load_workbook(io.BytesIO(report_xlsx.build_exceptions_xlsx(flags, {}, info_rows=0)))
+    assert _sheet_messages(wb, "Flags")[0] == ["bundling deny 1", "bundling deny 2", "place_of_service review 1"]
+    shown, note = _sheet_messages(wb, "units")
+    assert shown == [] and "none of the 3 info flags" in note
+    uncapped = openpyxl.load_workbook(io.BytesIO(report_xlsx.build_exceptions_xlsx(flags, {}, info_rows=None)))
+    assert _sheet_messages(uncapped, "Flags") == (
+        _sheet_messages(openpyxl.load_workbook(io.BytesIO(report_xlsx.build_exceptions_xlsx(flags, {}, info_rows=10))),
+                        "Flags"))
+    assert len(_sheet_messages(uncapped, "Flags")[0]) == len(flags) and _sheet_messages(uncapped, "bundling")[1] is None
+
+
 def _sheet_members(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
@@ -448,3 +503,16 @@ def test_report_renders_in_headless_chromium_with_charts(report: tuple[LocalStor
     assert _count(pixels, report_html.COLOR_RISK) > 500
     assert _count(pixels, report_html.COLOR_FLAGS) > 500
     assert _count(pixels, report_html.COLOR_CODES) > 500
+
+
+def test_info_rows_of_the_workbook_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scrubber.settings import Settings
+
+    monkeypatch.delenv("SCRUBBER_XLSX_INFO_ROWS", raising=False)
+    assert Settings.from_env().xlsx_info_rows == Settings().xlsx_info_rows == 100_000
+    for text, rows in (("250,000", 250_000), ("0", 0), ("all", None)):
+        monkeypatch.setenv("SCRUBBER_XLSX_INFO_ROWS", text)
+        assert Settings.from_env().xlsx_info_rows == rows
+    monkeypatch.setenv("SCRUBBER_XLSX_INFO_ROWS", "-5")
+    with pytest.raises(ValueError, match="SCRUBBER_XLSX_INFO_ROWS"):
+        Settings.from_env()
