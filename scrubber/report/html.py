@@ -146,7 +146,8 @@ def _top_flags(flags: pd.DataFrame) -> str:
             f'<td>{_e(r.get("patient_id"))}</td><td>{_e(r.get("service_date"))}</td><td>{code}</td>'
             f'<td class="msg">{_e(r.get("message"))}</td><td class="msg">{_e(r.get("fix"))}</td></tr>')
     more = (f'<p class="muted">Showing the top {TOP_FLAGS} of {len(flags):,} flags by dollars at risk; '
-            "all of them are in exceptions.xlsx and flags.csv.</p>" if len(flags) > TOP_FLAGS else "")
+            "every deny and review flag is in exceptions.xlsx, and every flag in flags.csv.</p>"
+            if len(flags) > TOP_FLAGS else "")
     return ('<table><tr><th class="n">$ at risk</th><th>Severity</th><th>Rule</th><th>Claim / line</th>'
             "<th>Patient</th><th>DOS</th><th>Code</th><th>What is wrong</th><th>How to fix</th></tr>"
             f'{"".join(rows)}</table>{more}')
