@@ -15,7 +15,9 @@
   compressed spill files give back every line once, with its types; text spilled as dictionary codes
   reads back as the text spilled as text;
 - checks beside pricing: the families that read nothing pricing adds, checked on canonical lines while
-  the lines are priced (pipeline.CheckPlan), flag what they flag on the priced lines.
+  the lines are priced (pipeline.CheckPlan), flag what they flag on the priced lines;
+- report order: claim ids held as Arrow text are ranked by Arrow; the order is the one of the same ids
+  as Python strings.
 """
 
 from __future__ import annotations
@@ -370,3 +372,22 @@ def test_derived_data_is_shared_only_between_contexts_of_the_same_lines():
     other = dataclasses.replace(source, lines=lines.iloc[:2])
     with pytest.raises(ValueError, match="same lines"):
         share_derived(source, other)
+
+
+def test_report_order_of_claim_ids_as_arrow_text_is_their_order_as_python_strings():
+    from scrubber.pipeline import _report_order
+
+    rng = np.random.default_rng(11)
+    n = 5_000
+    ids = np.array(["C10", "C9", "c1", "Ä1", "é2", "z", "C1 ", "", "C100", "ÿ"], dtype=object)[rng.integers(0, 10, n)]
+    ids[rng.random(n) < 0.05] = None
+    flags = pd.DataFrame({
+        "claim_id": pd.array(ids, dtype="str"),
+        "line_number": rng.integers(1, 4, n),
+        "rule_id": pd.Categorical(rng.choice(["PTP-BYPASS", "MUE-LINE", "EM-NO25"], n)),
+        "severity": pd.Categorical(rng.choice(["deny", "review", "info"], n)),
+        "amount_at_risk": np.where(rng.random(n) < 0.5, 0.0, rng.integers(1, 5, n) * 10.0),
+    })
+    assert flags["claim_id"].dtype.storage == "pyarrow"
+    as_objects = flags.assign(claim_id=flags["claim_id"].astype(object))
+    assert (_report_order(flags) == _report_order(as_objects)).all()
