@@ -21,7 +21,7 @@ def _default_rules_dir() -> Path:
 def _row_limit(name: str, value: str) -> int | None:
     """A row count from the environment: a whole number >= 0, or "all" for no limit."""
     text = value.strip().replace("_", "").replace(",", "")
-    if text.lower() in ("all", "none", ""):
+    if text.lower() in ("all", "none"):
         return None
     if not text.isdigit():
         raise ValueError(f"{name}={value!r}: expected a whole number of rows (0 or more) or 'all'")
@@ -62,7 +62,7 @@ class Settings:
             ptp_deletion_inclusive=env.get("SCRUBBER_PTP_DELETION_INCLUSIVE", "1") not in ("0", "false", "no"),
             tune_process=env.get("SCRUBBER_TUNE_PROCESS", "1") not in ("0", "false", "no"),
             xlsx_info_rows=(_row_limit("SCRUBBER_XLSX_INFO_ROWS", env["SCRUBBER_XLSX_INFO_ROWS"])
-                            if "SCRUBBER_XLSX_INFO_ROWS" in env else cls.xlsx_info_rows),
+                            if env.get("SCRUBBER_XLSX_INFO_ROWS", "").strip() else cls.xlsx_info_rows),
         )
         if env.get("SCRUBBER_RULES_DIR"):
             s.rules_dir = Path(env["SCRUBBER_RULES_DIR"])

@@ -510,7 +510,7 @@ def test_info_rows_of_the_workbook_come_from_the_environment(monkeypatch: pytest
 
     monkeypatch.delenv("SCRUBBER_XLSX_INFO_ROWS", raising=False)
     assert Settings.from_env().xlsx_info_rows == Settings().xlsx_info_rows == 100_000
-    for text, rows in (("250,000", 250_000), ("0", 0), ("all", None)):
+    for text, rows in (("250,000", 250_000), ("0", 0), ("all", None), ("", 100_000)):
         monkeypatch.setenv("SCRUBBER_XLSX_INFO_ROWS", text)
         assert Settings.from_env().xlsx_info_rows == rows
     monkeypatch.setenv("SCRUBBER_XLSX_INFO_ROWS", "-5")
