@@ -99,6 +99,46 @@ def test_gx_on_distinct_values_with_every_value_missing():
         pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
 
 
+def test_gx_with_a_memo_of_earlier_chunks_finds_what_each_chunk_alone_finds(monkeypatch):
+    """Chunks share a SuiteMemo: values judged in an earlier chunk are not shown to GX again (a chunk
+    with nothing new runs no GX at all), and every chunk still gets the failures the whole suite finds
+    on its every row, bad values met again included."""
+    frame = _raw_claims(3_000, seed=3)
+    chunks = [frame.iloc[start:start + 1_000].reset_index(drop=True) for start in range(0, 3_000, 1_000)]
+    chunks.append(chunks[0].assign(source_row=chunks[0]["source_row"] + 10_000))  # nothing new in it
+    shown: list[tuple[int, ...]] = []
+    real = validate._gx_validation
+
+    def recording(chosen=None):
+        if chosen is not None:
+            shown.append(chosen)
+        return real(chosen)
+
+    monkeypatch.setattr(validate, "_gx_validation", recording)
+    memo = validate.SuiteMemo()
+    for chunk in chunks:
+        vf = validate._ValidationFrame(chunk)
+        with_memo, alone = validate._gx_failures(vf, "claims.csv", memo), _gx_on_every_row(vf)
+        assert len(with_memo) == len(alone) >= 10
+        for a, b in zip(with_memo, alone, strict=True):
+            pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    n_specs = len(validate._expectation_specs())
+    assert len(shown) == 3 and len(shown[0]) == n_specs          # the repeated chunk ran no GX
+    assert all(len(chosen) < n_specs for chosen in shown[1:])    # only the columns with new values
+
+
+def test_intake_in_chunks_quarantines_what_one_pass_does():
+    """Many bad values, each on a few rows spread over the file: validated in five chunks (GX told only
+    what it has not judged before) or in one pass, the same rows are quarantined with the same reasons."""
+    raw = _raw_claims(3_000, seed=7).drop(columns="source_row")
+    csv = raw.to_csv(index=False).encode()
+    whole = intake([("c.csv", csv)])
+    chunked = intake([("c.csv", csv)], chunk_rows=600)
+    assert len(whole.quarantine) > 30
+    pd.testing.assert_frame_equal(chunked.quarantine, whole.quarantine)
+    pd.testing.assert_frame_equal(chunked.lines, whole.lines)
+
+
 def test_pos_lookup_on_distinct_pairs_matches_the_row_wise_lookup():
     table = RuleBook.load(Settings().rules_dir).pos
     rng = np.random.default_rng(5)

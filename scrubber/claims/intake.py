@@ -118,7 +118,8 @@ VALIDATE_AHEAD = 1
 
 
 def _intake_file(name: str, data: bytes, known: set[str], info: dict, chunk_rows: int,
-                 dictionary_text: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+                 dictionary_text: bool = False, memo: validate.SuiteMemo | None = None
+                 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(canonical lines, quarantine rows) per chunk of one file; ``info`` is filled in as it goes.
 
     A chunk is handed out once validated, repeated line numbers included; for those a big file's chunk
@@ -136,7 +137,7 @@ def _intake_file(name: str, data: bytes, known: set[str], info: dict, chunk_rows
             try:
                 table = next(tables)
                 pending.append(_begin_table(table, known, info, first=not (handed_out or pending),
-                                            dictionary_text=dictionary_text))
+                                            dictionary_text=dictionary_text, memo=memo))
             except StopIteration:
                 done_reading = True
             except InputFileError as exc:   # the chunks before it are still handed out
@@ -184,7 +185,7 @@ class _PendingTable:
 
 
 def _begin_table(table: readers.RawTable, known: set[str], info: dict, *, first: bool,
-                 dictionary_text: bool = False) -> _PendingTable:
+                 dictionary_text: bool = False, memo: validate.SuiteMemo | None = None) -> _PendingTable:
     """Validate one RawTable (a whole file or a chunk of one), up to the line-number repeats a big
     file's chunk may have to wait for (:func:`validate.begin_validation`)."""
     name = table.name
@@ -208,7 +209,7 @@ def _begin_table(table: readers.RawTable, known: set[str], info: dict, *, first:
             return _PendingTable(lambda: (_no_lines(), validate.empty_quarantine()))
         quarantine = pd.concat(parts, ignore_index=True).sort_values("source_row", kind="stable")
         return _PendingTable(lambda: (_no_lines(), quarantine.reset_index(drop=True)))
-    begun = validate.begin_validation(table, known, dictionary_text=dictionary_text)
+    begun = validate.begin_validation(table, known, dictionary_text=dictionary_text, memo=memo)
 
     def finish() -> tuple[pd.DataFrame, pd.DataFrame]:
         lines, quarantine = begun.finish()
@@ -248,12 +249,13 @@ class IntakeStream:
         self.lines_out = 0
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
+        memo = validate.SuiteMemo()   # a value the suite judged in one chunk or file is not shown to GX again
         for source in self.sources:
             name, data = _load(source)
             info = _new_info(name, data)
             self.files.append(info)
             for lines, quarantine in _intake_file(name, data, self.known, info, self.chunk_rows,
-                                                  self.dictionary_text):
+                                                  self.dictionary_text, memo):
                 if len(quarantine):
                     self._quarantine.append(quarantine)
                 if len(lines):
