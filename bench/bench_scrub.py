@@ -28,6 +28,12 @@ them; "check_frame" is the main thread's time from priced lines to flags with am
 "intake (whole)" is the run's own timing of reading, validating and (above one shard) spilling.
 ``--profile`` runs one size in this process under cProfile and prints the top 25 cumulative entries.
 The import of the library (every scrubber module, and Great Expectations) is timed apart from the run.
+
+This VM's speed drifts by 20-30% within minutes. Before and after each run, DuckDB reads the same claim
+file and writes it back as Parquet (a child process each, ``--no-read-write`` skips it): the issue timed
+that at 0.7 s per million lines on this machine when it measured its yardstick (a DuckDB SQL version of
+the checks: 3 s for 1M lines, 24 s for 10M). The ratio says how fast the machine is at the moment of
+the run, and the run's wall time is also given scaled to the yardstick's speed.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ ZIP5_FOLDER = SHARED / "cms-rvu" / "ZIP5_OCT2025"
 DEFAULT_STORE = Path("/tmp/scrubber-bench-store")  # a scratch cache, not a project path
 RUN_DATE = date(2026, 1, 5)
 READY = "bench-ready.json"
+#: the issue's yardstick, measured on this 2-core machine: DuckDB reading and writing the lines as
+#: Parquet (seconds per million lines), and a DuckDB SQL version of the checks (seconds per size)
+YARDSTICK_READ_WRITE_PER_M = 0.7
+YARDSTICK_SCRUB = {1_000_000: 3.0, 10_000_000: 24.0}
 
 sys.path.insert(0, str(REPO))
 
@@ -270,6 +280,26 @@ def scrub_once(cache: Path, claims: str, tag: str, *, profile: bool = False,
     return figures
 
 
+def duckdb_read_write(claims: str) -> dict:
+    """DuckDB reads the claim file and writes it back as Parquet: the operation the issue timed at 0.7 s
+    per million lines on this machine. Timed next to a run, it says how fast the (drifting) machine is
+    at that moment compared with when the yardstick was measured."""
+    import duckdb
+
+    src = Path(claims)
+    out = src.with_name(f".read-write-{os.getpid()}.parquet")
+    reader = "read_parquet" if src.suffix == ".parquet" else "read_csv_auto"
+    quoted = [str(p).replace("'", "''") for p in (src, out)]
+    con = duckdb.connect()
+    try:
+        t0, c0 = time.perf_counter(), cpu_s()
+        con.execute(f"COPY (SELECT * FROM {reader}('{quoted[0]}')) TO '{quoted[1]}' (FORMAT parquet)")
+        return {"seconds": time.perf_counter() - t0, "cpu": cpu_s() - c0}
+    finally:
+        con.close()
+        out.unlink(missing_ok=True)
+
+
 # --- driver ------------------------------------------------------------------------------------------
 
 def _child(cache: Path, *args: str) -> dict:
@@ -300,6 +330,17 @@ def print_table(n: int, fig: dict) -> None:
     print(f"lines/s: {fig['lines'] / fig['wall']:,.0f} (wall), {fig['lines'] / fig['cpu']:,.0f} (cpu); "
           f"import of the library (not counted): {fig['import_wall']:.1f} s; "
           f"RSS before the run {fig['rss_before_mb']:,.0f} MB")
+    timed = fig.get("read_write")
+    if timed:
+        said = YARDSTICK_READ_WRITE_PER_M * n / 1e6
+        now = sum(t["seconds"] for t in timed) / len(timed)
+        speed = said / now    # under 1: the machine is slower now than when the yardstick was measured
+        target = f"; target {2 * YARDSTICK_SCRUB[n]:.0f} s, twice the DuckDB scrub" if n in YARDSTICK_SCRUB else ""
+        took = " s and ".join(f"{t['seconds']:.2f}" for t in timed)
+        print(f"machine speed: DuckDB read+write of these lines as Parquet took {took} s (before and after "
+              f"the run), against "
+              f"{said:.2f} s when the issue's yardstick was measured: {speed:.2f}x that speed. At that speed "
+              f"this run would take {fig['wall'] * speed:.2f} s{target}.")
 
 
 def main() -> None:
@@ -312,6 +353,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--max-rss-gb", type=float, default=16.0,
                         help="abort a run whose RSS passes this (protects a shared machine)")
+    parser.add_argument("--no-read-write", action="store_true",
+                        help="skip timing DuckDB's read+write of the claims before and after each run")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cache = args.store.resolve()
@@ -322,6 +365,8 @@ def main() -> None:
             out = prepare_store(cache)
         elif kind == "generate":
             out = generate_file(cache, int(rest[0]), rest[1], rest[2])
+        elif kind == "read-write":
+            out = duckdb_read_write(rest[0])
         else:
             out = scrub_once(cache, rest[0], rest[1], max_rss_gb=float(rest[2]))
         print(json.dumps(out))
@@ -350,7 +395,11 @@ def main() -> None:
             print_table(n, fig)
             print(fig["profile"])
             return
+        timed = [] if args.no_read_write else [_child(cache, "read-write", str(claims))]
         fig = _child(cache, "scrub", str(claims), f"{n}", str(args.max_rss_gb))
+        if timed:
+            timed.append(_child(cache, "read-write", str(claims)))
+            fig["read_write"] = timed
         results[n] = fig
         if "aborted" in fig:
             print(f"\n=== {n:,} lines: ABORTED: {fig['aborted']} while running {fig['running']} ===")
