@@ -344,6 +344,9 @@ def print_table(n: int, fig: dict) -> None:
               f"and after the run), against "
               f"{said:.2f} s when the issue's yardstick was measured: {speed:.2f}x that speed. At that speed "
               f"this run would take {fig['wall'] * speed:.2f} s{target}.")
+        if gauge < 10_000_000:
+            print("  (a file this small is one row group, which DuckDB reads on one thread: it understates the "
+                  "machine's speed; gauge with --gauge-lines 10000000)")
 
 
 def main() -> None:
