@@ -267,7 +267,7 @@ def _is_in(keys: pd.Series, value_set: pd.Series) -> np.ndarray:
         arr = pa.array(keys, from_pandas=True)
         return pc.is_in(arr, value_set=pa.array(value_set, from_pandas=True).cast(arr.type)).to_numpy(
             zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
         return keys.isin(value_set).to_numpy(dtype=bool)
 
 
@@ -374,7 +374,7 @@ class _SuiteFrame:
 
 def _gx_failures(vf: _ValidationFrame, source: str, memo: SuiteMemo | None = None) -> list[pd.DataFrame]:
     """Run the suite on the validation frame's distinct values not judged before (``memo``: of earlier
-    chunks); one error frame per failed expectation, in the suite's order."""
+    chunks); one error frame per failed expectation, in the order GX reports a whole suite."""
     specs = _expectation_specs()
     memo = SuiteMemo() if memo is None else memo
     not_null = {kw["column"] for name, kw, _, _ in specs if name == "ExpectColumnValuesToNotBeNull"}
