@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -197,13 +198,21 @@ def _gx_batch():
     return context, batch
 
 
+#: validation definitions built so far, per choice of expectations (GX refuses a second suite of a name)
+_DEFINITIONS: dict[tuple[int, ...] | None, object] = {}
+_DEFINITIONS_LOCK = threading.Lock()
+
+
 def _gx_validation(chosen: tuple[int, ...] | None = None):
     """The suite (or the expectations ``chosen`` by their index in :func:`_expectation_specs`) as a GX
-    validation definition, built once per choice. Each expectation's meta names its spec index."""
-    return _validation_definition(chosen)
+    validation definition, built once per choice for the life of the process (a handful of choices:
+    the columns that bring new values). Each expectation's meta names its spec index."""
+    with _DEFINITIONS_LOCK:
+        if chosen not in _DEFINITIONS:
+            _DEFINITIONS[chosen] = _validation_definition(chosen)
+        return _DEFINITIONS[chosen]
 
 
-@lru_cache(maxsize=32)
 def _validation_definition(chosen: tuple[int, ...] | None):
     import great_expectations as gx
 
