@@ -306,14 +306,12 @@ class SuiteMemo:
                else ~_is_in(checked.keys, judged))
         return new, checked.has_missing and col not in self.missing_judged
 
-    def known_good(self, col: str, checked: _CheckedColumn, spec_ids: list[int]) -> np.ndarray:
-        """Mask over the column's keys: judged, and failed none of ``spec_ids``."""
-        judged = self.judged.get(col)
-        if judged is None:
-            return np.zeros(len(checked.keys), dtype=bool)
-        good = _is_in(checked.keys, judged)
+    def known_good(self, checked: _CheckedColumn, new: np.ndarray, spec_ids: list[int]) -> np.ndarray:
+        """Mask over the column's keys: judged before (not ``new``, :meth:`new_keys`), and failed none of
+        ``spec_ids``."""
+        good = ~new
         for i in spec_ids:
-            if i in self.failed:
+            if i in self.failed and good.any():
                 good &= ~_is_in(checked.keys, self.failed[i])
         return good
 
@@ -394,8 +392,9 @@ def _gx_failures(vf: _ValidationFrame, source: str, memo: SuiteMemo | None = Non
     chosen = tuple(i for i, (_, kw, _, _) in enumerate(specs) if kw["column"] in todo)
     if chosen:
         on = {col: [i for i in chosen if specs[i][1]["column"] == col] for col in todo}
-        frame = _SuiteFrame(columns, todo, not_null,   # pad values: only not-null columns need them
-                            {col: memo.known_good(col, columns[col], on[col]) for col in todo if col in not_null})
+        good = {col: memo.known_good(columns[col], new, on[col])   # pad values: only not-null columns need them
+                for col, (new, _) in todo.items() if col in not_null}
+        frame = _SuiteFrame(columns, todo, not_null, good)
         result = _gx_validation(chosen).run(batch_parameters={"dataframe": frame.frame},
                                             result_format=_RESULT_FORMAT)
         crashed = [{"expectation": r.expectation_config.type, "detail": r.exception_info.get("exception_message")}
